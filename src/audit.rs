@@ -1,0 +1,74 @@
+//! Audit events: one `tracing` event per decision, never the token.
+//!
+//! Every request the bearer layer decides on emits an event with target
+//! `tower_bearer::audit` ([`TARGET`]): allowed requests at `DEBUG`, refusals at `INFO`
+//! (`WARN` when a dependency is unavailable). Fields:
+//!
+//! | field | value |
+//! |---|---|
+//! | `outcome` | `allow` or `reject` |
+//! | `reason` | `ok`, or the [`AuthErrorKind`](crate::reject::AuthErrorKind) name (`expired`, `invalid_signature`…) |
+//! | `status` | the HTTP status sent (or that a gRPC status maps from) |
+//! | `subject`, `client_id` | from the verified token (allowed requests only) |
+//! | `fingerprint` | the token fingerprint: 32 hex digits of a SHA-256 of the signed content |
+//! | `kid` | the key id (verified for allowed requests; as named by the token for refusals, cut to 64 characters) |
+//! | `latency_us` | time spent by the layer deciding |
+//!
+//! The raw token and its signature are never part of an event: the only form of a token the
+//! crate ever logs is its [`TokenFingerprint`](crate::principal::TokenFingerprint).
+//!
+//! ```
+//! // Route audit events to their own output with a target filter, e.g.
+//! // RUST_LOG=tower_bearer::audit=debug
+//! assert_eq!(tower_bearer::audit::TARGET, "tower_bearer::audit");
+//! ```
+
+use std::time::Duration;
+
+use crate::principal::Principal;
+use crate::reject::{AuthError, ErrorClass};
+
+/// The `tracing` target of audit events.
+pub const TARGET: &str = "tower_bearer::audit";
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn allowed(principal: &Principal, latency: Duration) {
+    tracing::debug!(
+        target: "tower_bearer::audit",
+        outcome = "allow",
+        reason = "ok",
+        status = 200u16,
+        subject = principal.subject(),
+        client_id = principal.client_id(),
+        fingerprint = %principal.fingerprint(),
+        kid = principal.key_id(),
+        latency_us = micros(latency),
+        "bearer token accepted"
+    );
+}
+
+pub(crate) fn rejected(err: &AuthError, latency: Duration) {
+    let fingerprint = err.fingerprint().map(|f| f.to_string());
+    macro_rules! event {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "tower_bearer::audit",
+                outcome = "reject",
+                reason = err.kind().as_str(),
+                status = err.status().as_u16(),
+                fingerprint = fingerprint.as_deref(),
+                kid = err.kid(),
+                latency_us = micros(latency),
+                "bearer token rejected"
+            )
+        };
+    }
+    if err.class() == ErrorClass::Unavailable {
+        event!(warn);
+    } else {
+        event!(info);
+    }
+}

@@ -1,0 +1,349 @@
+//! Finding the bearer credential in a request (RFC 6750 §2).
+//!
+//! The `Authorization: Bearer <token>` header is always read: the scheme is case-insensitive,
+//! one or more spaces may follow it, and the token must be in the `b64token` charset
+//! (`ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, then `"="` padding only). Optional
+//! extra sources: a cookie, a custom header carrying the bare token, and the `access_token`
+//! query parameter (off by default: RFC 6750 §2.3 discourages it). More than one credential
+//! across all enabled sources is an `invalid_request`, and so is any token longer than the cap
+//! (8 KiB by default), refused before any decoding.
+//!
+//! ```
+//! use http::Request;
+//! use tower_bearer::extract::Extractor;
+//!
+//! let extractor = Extractor::new().cookie("session");
+//! let req = Request::builder()
+//!     .header("authorization", "bearer   abc.def.ghi")
+//!     .body(())
+//!     .unwrap();
+//! let token = extractor.extract(&req).unwrap().unwrap();
+//! assert_eq!(token.as_str(), "abc.def.ghi");
+//! assert_eq!(format!("{token:?}"), "BearerToken { source: Authorization, len: 11 }");
+//! ```
+
+use std::fmt;
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderName, Request};
+
+use crate::reject::{AuthError, AuthErrorKind};
+
+/// The default cap on a token's length, in bytes.
+pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Where a credential was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer …`.
+    Authorization,
+    /// The configured cookie.
+    Cookie,
+    /// The configured custom header.
+    Header,
+    /// The `access_token` query parameter.
+    Query,
+}
+
+/// A bearer token as received. Its `Debug` output never shows the token, and it has no
+/// `Display`: read it with [`BearerToken::as_str`] only where it is needed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken {
+    value: Box<str>,
+    source: TokenSource,
+}
+
+impl BearerToken {
+    /// Wraps a token (for tests and custom extractors).
+    pub fn new(value: impl Into<Box<str>>, source: TokenSource) -> Self {
+        Self {
+            value: value.into(),
+            source,
+        }
+    }
+
+    /// The token text.
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+
+    /// Where the token was found.
+    pub fn source(&self) -> TokenSource {
+        self.source
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerToken")
+            .field("source", &self.source)
+            .field("len", &self.value.len())
+            .finish()
+    }
+}
+
+/// Which credential sources are read, and the size cap.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    max_len: usize,
+    cookie: Option<Box<str>>,
+    header: Option<HeaderName>,
+    query: bool,
+}
+
+impl Default for Extractor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Extractor {
+    /// Only `Authorization: Bearer`, with the default size cap.
+    pub fn new() -> Self {
+        Self {
+            max_len: DEFAULT_MAX_TOKEN_LEN,
+            cookie: None,
+            header: None,
+            query: false,
+        }
+    }
+
+    /// Sets the maximum token length in bytes.
+    #[must_use]
+    pub fn max_token_len(mut self, max: usize) -> Self {
+        self.max_len = max;
+        self
+    }
+
+    /// Also reads the token from the cookie `name`.
+    #[must_use]
+    pub fn cookie(mut self, name: impl Into<Box<str>>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// Also reads a bare token (no scheme) from the header `name`.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.header = Some(name);
+        self
+    }
+
+    /// Also reads the `access_token` query parameter (RFC 6750 §2.3). Off by default: URLs end
+    /// up in logs and browser history.
+    #[must_use]
+    pub fn query(mut self, enabled: bool) -> Self {
+        self.query = enabled;
+        self
+    }
+
+    /// Finds the credential: `Ok(None)` when there is none (or only another scheme),
+    /// an `invalid_request` error when it is malformed, too large, or not alone.
+    pub fn extract<B>(&self, req: &Request<B>) -> Result<Option<BearerToken>, AuthError> {
+        let mut found: Option<BearerToken> = None;
+        let mut put = |token: BearerToken| -> Result<(), AuthError> {
+            if found.is_some() {
+                return Err(AuthErrorKind::MultipleCredentials.into());
+            }
+            found = Some(token);
+            Ok(())
+        };
+
+        let mut authz = req.headers().get_all(AUTHORIZATION).iter();
+        if let Some(value) = authz.next() {
+            if authz.next().is_some() {
+                return Err(AuthErrorKind::MultipleCredentials.into());
+            }
+            if let Some(token) = self.parse_authorization(value.as_bytes())? {
+                put(BearerToken::new(token, TokenSource::Authorization))?;
+            }
+        }
+
+        if let Some(name) = &self.header {
+            let mut values = req.headers().get_all(name).iter();
+            if let Some(value) = values.next() {
+                if values.next().is_some() {
+                    return Err(AuthErrorKind::MultipleCredentials.into());
+                }
+                let token = self.check_token(trim_ows(value.as_bytes()))?;
+                put(BearerToken::new(token, TokenSource::Header))?;
+            }
+        }
+
+        if let Some(name) = &self.cookie {
+            for header in req.headers().get_all(COOKIE) {
+                for pair in header.as_bytes().split(|b| *b == b';') {
+                    let pair = trim_ows(pair);
+                    let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                        continue;
+                    };
+                    if &pair[..eq] != name.as_bytes() {
+                        continue;
+                    }
+                    let mut value = &pair[eq + 1..];
+                    if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+                        value = &value[1..value.len() - 1];
+                    }
+                    let token = self.check_token(value)?;
+                    put(BearerToken::new(token, TokenSource::Cookie))?;
+                }
+            }
+        }
+
+        if self.query {
+            if let Some(query) = req.uri().query() {
+                for pair in query.split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if k != "access_token" {
+                        continue;
+                    }
+                    if v.len() > self.max_len.saturating_mul(3) {
+                        return Err(AuthErrorKind::TokenTooLarge.into());
+                    }
+                    let decoded = percent_encoding::percent_decode_str(v).collect::<Vec<u8>>();
+                    let token = self.check_token(&decoded)?;
+                    put(BearerToken::new(token, TokenSource::Query))?;
+                }
+            }
+        }
+
+        Ok(found)
+    }
+
+    /// Parses one `Authorization` value: `Ok(None)` for another scheme.
+    fn parse_authorization(&self, value: &[u8]) -> Result<Option<String>, AuthError> {
+        let value = trim_ows(value);
+        let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
+            Some(i) => (&value[..i], &value[i..]),
+            None => (value, &value[value.len()..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return Ok(None);
+        }
+        let token = trim_ows(rest);
+        self.check_token(token).map(Some)
+    }
+
+    fn check_token(&self, token: &[u8]) -> Result<String, AuthError> {
+        if token.len() > self.max_len {
+            return Err(AuthErrorKind::TokenTooLarge.into());
+        }
+        if !is_b64token(token) {
+            return Err(AuthErrorKind::MalformedCredentials.into());
+        }
+        // b64token is ASCII, so this cannot fail.
+        String::from_utf8(token.to_vec()).map_err(|_| AuthErrorKind::MalformedCredentials.into())
+    }
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub(crate) fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token
+        .iter()
+        .position(|b| *b == b'=')
+        .unwrap_or(token.len());
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[body_len..].iter().all(|b| *b == b'=')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    fn kind(r: Result<Option<BearerToken>, AuthError>) -> AuthErrorKind {
+        r.unwrap_err().kind()
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive_with_any_spaces() {
+        let e = Extractor::new();
+        for v in ["Bearer abc", "bearer abc", "BEARER   abc", "BeArEr abc  "] {
+            let t = e.extract(&req(&[("authorization", v)], "/")).unwrap().unwrap();
+            assert_eq!(t.as_str(), "abc", "{v}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_nothing_are_none() {
+        let e = Extractor::new();
+        assert!(e.extract(&req(&[], "/")).unwrap().is_none());
+        assert!(e.extract(&req(&[("authorization", "Basic dXNlcjpw")], "/")).unwrap().is_none());
+        assert!(e.extract(&req(&[("authorization", "Bearerx abc")], "/")).unwrap().is_none());
+    }
+
+    #[test]
+    fn charset_and_emptiness() {
+        let e = Extractor::new();
+        for v in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer =abc", "Bearer ab=c", "Bearer a\"b"] {
+            assert_eq!(kind(e.extract(&req(&[("authorization", v)], "/"))), AuthErrorKind::MalformedCredentials, "{v}");
+        }
+        for v in ["Bearer a-b.c_d~e+f/g==", "Bearer A1"] {
+            assert!(e.extract(&req(&[("authorization", v)], "/")).unwrap().is_some(), "{v}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_credential() {
+        let e = Extractor::new().query(true).cookie("tok");
+        assert_eq!(
+            kind(e.extract(&req(&[("authorization", "Bearer a"), ("authorization", "Bearer b")], "/"))),
+            AuthErrorKind::MultipleCredentials
+        );
+        assert_eq!(
+            kind(e.extract(&req(&[("authorization", "Bearer a")], "/?access_token=b"))),
+            AuthErrorKind::MultipleCredentials
+        );
+        assert_eq!(
+            kind(e.extract(&req(&[("authorization", "Bearer a"), ("cookie", "tok=b")], "/"))),
+            AuthErrorKind::MultipleCredentials
+        );
+        assert_eq!(kind(e.extract(&req(&[], "/?access_token=a&access_token=b"))), AuthErrorKind::MultipleCredentials);
+    }
+
+    #[test]
+    fn query_is_off_by_default() {
+        let e = Extractor::new();
+        assert!(e.extract(&req(&[], "/?access_token=abc")).unwrap().is_none());
+        let t = Extractor::new().query(true).extract(&req(&[], "/?x=1&access_token=abc")).unwrap().unwrap();
+        assert_eq!((t.as_str(), t.source()), ("abc", TokenSource::Query));
+    }
+
+    #[test]
+    fn cookie_and_header_sources() {
+        let e = Extractor::new().cookie("tok").header(HeaderName::from_static("x-api-token"));
+        let t = e.extract(&req(&[("cookie", "a=1; tok=xyz; b=2")], "/")).unwrap().unwrap();
+        assert_eq!((t.as_str(), t.source()), ("xyz", TokenSource::Cookie));
+        let t = e.extract(&req(&[("x-api-token", "k1")], "/")).unwrap().unwrap();
+        assert_eq!((t.as_str(), t.source()), ("k1", TokenSource::Header));
+        assert_eq!(kind(e.extract(&req(&[("cookie", "tok=a b")], "/"))), AuthErrorKind::MalformedCredentials);
+    }
+
+    #[test]
+    fn size_cap() {
+        let e = Extractor::new().max_token_len(10);
+        assert!(e.extract(&req(&[("authorization", "Bearer 0123456789")], "/")).unwrap().is_some());
+        assert_eq!(kind(e.extract(&req(&[("authorization", "Bearer 0123456789a")], "/"))), AuthErrorKind::TokenTooLarge);
+    }
+}

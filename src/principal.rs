@@ -1,0 +1,393 @@
+//! The verified identity: [`Principal`], its [`Scopes`] and the token's [`TokenFingerprint`].
+//!
+//! The bearer layer puts a [`Principal`] in the request extensions of every request it lets
+//! through. It is cheap to clone (one `Arc`). Handlers read it with the axum extractor (feature
+//! `axum`), from `request.extensions()` in tonic, or from `http::Request::extensions` anywhere.
+//!
+//! ```
+//! use serde_json::json;
+//! use tower_bearer::principal::{Principal, TokenFingerprint};
+//!
+//! let claims = json!({"sub": "alice", "scope": "items:read profile", "exp": 4102444800u64});
+//! let principal = Principal::from_claims(
+//!     claims.as_object().unwrap().clone(),
+//!     TokenFingerprint::of_bytes(b"opaque-token"),
+//! ).unwrap();
+//! assert_eq!(principal.subject(), Some("alice"));
+//! assert!(principal.scopes().contains("items:read"));
+//! assert!(!principal.scopes().contains("items:readonly"));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::reject::{AuthError, AuthErrorKind};
+
+/// A short digest identifying a token without revealing it.
+///
+/// For a JWT it is computed over the signed content (`header.payload`), never over the
+/// signature: ECDSA signatures are malleable (`s` and `n − s` both verify), so one token has
+/// several valid encodings that must all map to the same fingerprint. It is the only form of a
+/// token that appears in logs, and the key for revocation and idle tracking.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenFingerprint([u8; 16]);
+
+impl TokenFingerprint {
+    /// The fingerprint of a JWT's signing input (`base64url(header) "." base64url(payload)`).
+    pub fn of_signing_input(signing_input: &[u8]) -> Self {
+        Self::of_bytes(signing_input)
+    }
+
+    /// The fingerprint of arbitrary token bytes (opaque tokens, API keys).
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        let digest = Sha256::digest(bytes);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        Self(out)
+    }
+
+    /// The raw 16 bytes (the first half of a SHA-256 digest).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TokenFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenFingerprint({self})")
+    }
+}
+
+/// The scopes a token grants: exact, case-sensitive strings.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Scopes(Arc<[Box<str>]>);
+
+impl Scopes {
+    /// Scopes from a list.
+    pub fn new<I, S>(scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        let mut v: Vec<Box<str>> = scopes.into_iter().map(Into::into).collect();
+        v.retain(|s| !s.is_empty());
+        v.sort();
+        v.dedup();
+        Self(v.into())
+    }
+
+    /// Scopes from an RFC 6749 space-delimited string.
+    pub fn from_space_delimited(s: &str) -> Self {
+        Self::new(s.split(' ').filter(|s| !s.is_empty()))
+    }
+
+    /// Whether `scope` is granted (exact, case-sensitive match).
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.binary_search_by(|s| (**s).cmp(scope)).is_ok()
+    }
+
+    /// Whether every scope in `scopes` is granted.
+    pub fn contains_all<'a>(&self, scopes: impl IntoIterator<Item = &'a str>) -> bool {
+        scopes.into_iter().all(|s| self.contains(s))
+    }
+
+    /// The scopes, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|s| &**s)
+    }
+
+    /// How many scopes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no scope is granted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, s) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            f.write_str(s)?;
+        }
+        Ok(())
+    }
+}
+
+struct Inner {
+    subject: Option<Box<str>>,
+    client_id: Option<Box<str>>,
+    scopes: Scopes,
+    token_id: Option<Box<str>>,
+    issuer: Option<Box<str>>,
+    expires_at: Option<SystemTime>,
+    issued_at: Option<SystemTime>,
+    key_id: Option<Box<str>>,
+    fingerprint: TokenFingerprint,
+    claims: Arc<Map<String, Value>>,
+}
+
+/// The verified caller: who the token says it is, once the token has been verified.
+#[derive(Clone)]
+pub struct Principal(Arc<Inner>);
+
+impl Principal {
+    /// Builds a principal from verified claims, reading the registered claims the crate knows:
+    /// `sub`, `client_id` (or `azp`), `scope` (space-delimited string) or `scp` (array, or
+    /// string), `jti`, `iss`, `exp`, `iat`. A known claim of the wrong JSON type is an error.
+    pub fn from_claims(
+        claims: Map<String, Value>,
+        fingerprint: TokenFingerprint,
+    ) -> Result<Self, AuthError> {
+        Self::from_claims_with_kid(claims, fingerprint, None)
+    }
+
+    pub(crate) fn from_claims_with_kid(
+        claims: Map<String, Value>,
+        fingerprint: TokenFingerprint,
+        key_id: Option<&str>,
+    ) -> Result<Self, AuthError> {
+        let string = |name: &'static str| -> Result<Option<Box<str>>, AuthError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str().into())),
+                Some(_) => Err(wrong_type(name)),
+            }
+        };
+        let time = |name: &'static str| -> Result<Option<SystemTime>, AuthError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(v) => numeric_date(v)
+                    .map(|secs| Some(to_system_time(secs)))
+                    .ok_or_else(|| wrong_type(name)),
+            }
+        };
+        let subject = string("sub")?;
+        let client_id = match string("client_id")? {
+            Some(c) => Some(c),
+            None => string("azp")?,
+        };
+        let scopes = parse_scopes(&claims)?;
+        Ok(Self(Arc::new(Inner {
+            subject,
+            client_id,
+            scopes,
+            token_id: string("jti")?,
+            issuer: string("iss")?,
+            expires_at: time("exp")?,
+            issued_at: time("iat")?,
+            key_id: key_id.map(Into::into),
+            fingerprint,
+            claims: Arc::new(claims),
+        })))
+    }
+
+    /// The subject (`sub`).
+    pub fn subject(&self) -> Option<&str> {
+        self.0.subject.as_deref()
+    }
+
+    /// The OAuth client (`client_id`, or `azp` when there is none).
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+
+    /// The granted scopes.
+    pub fn scopes(&self) -> &Scopes {
+        &self.0.scopes
+    }
+
+    /// The token id (`jti`).
+    pub fn token_id(&self) -> Option<&str> {
+        self.0.token_id.as_deref()
+    }
+
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> Option<&str> {
+        self.0.issuer.as_deref()
+    }
+
+    /// When the token expires (`exp`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.0.expires_at
+    }
+
+    /// When the token was issued (`iat`).
+    pub fn issued_at(&self) -> Option<SystemTime> {
+        self.0.issued_at
+    }
+
+    /// The id of the key that verified the token, when it had one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.0.key_id.as_deref()
+    }
+
+    /// The token's fingerprint (safe to log).
+    pub fn fingerprint(&self) -> TokenFingerprint {
+        self.0.fingerprint
+    }
+
+    /// All verified claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+
+    /// One claim.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.0.claims.get(name)
+    }
+
+    /// The claims deserialized into a type of your own.
+    pub fn claims_as<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(Value::Object((*self.0.claims).clone()))
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("subject", &self.0.subject)
+            .field("client_id", &self.0.client_id)
+            .field("scopes", &self.0.scopes)
+            .field("token_id", &self.0.token_id)
+            .field("issuer", &self.0.issuer)
+            .field("expires_at", &self.0.expires_at)
+            .field("fingerprint", &self.0.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wrong_type(name: &'static str) -> AuthError {
+    AuthError::new(AuthErrorKind::InvalidClaimType).with_description(format!("invalid {name} claim"))
+}
+
+/// A JWT `NumericDate`: a finite JSON number (RFC 7519 §2).
+pub(crate) fn numeric_date(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
+fn to_system_time(secs: f64) -> SystemTime {
+    if secs >= 0.0 {
+        UNIX_EPOCH
+            .checked_add(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
+            .unwrap_or(UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+fn parse_scopes(claims: &Map<String, Value>) -> Result<Scopes, AuthError> {
+    let mut all: Vec<Box<str>> = Vec::new();
+    match claims.get("scope") {
+        None => {}
+        Some(Value::String(s)) => all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into)),
+        Some(_) => return Err(wrong_type("scope")),
+    }
+    match claims.get("scp") {
+        None => {}
+        Some(Value::String(s)) => all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into)),
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(s) => all.push(s.as_str().into()),
+                    _ => return Err(wrong_type("scp")),
+                }
+            }
+        }
+        Some(_) => return Err(wrong_type("scp")),
+    }
+    Ok(Scopes::new(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn principal(v: Value) -> Result<Principal, AuthError> {
+        Principal::from_claims(v.as_object().unwrap().clone(), TokenFingerprint::of_bytes(b"t"))
+    }
+
+    #[test]
+    fn scopes_from_scope_and_scp() {
+        let p = principal(json!({"scope": "a  b"})).unwrap();
+        assert_eq!(p.scopes().iter().collect::<Vec<_>>(), ["a", "b"]);
+        let p = principal(json!({"scp": ["x", "y"]})).unwrap();
+        assert!(p.scopes().contains_all(["x", "y"]));
+        let p = principal(json!({"scp": "x y"})).unwrap();
+        assert!(p.scopes().contains("y"));
+    }
+
+    #[test]
+    fn scopes_match_exactly() {
+        let p = principal(json!({"scope": "items:readonly Items:Read"})).unwrap();
+        assert!(!p.scopes().contains("items:read"));
+        assert!(!p.scopes().contains("items"));
+    }
+
+    #[test]
+    fn wrong_claim_types_are_errors() {
+        for bad in [
+            json!({"sub": 1}),
+            json!({"scope": ["a"]}),
+            json!({"scp": [1]}),
+            json!({"exp": "123"}),
+            json!({"jti": {}}),
+        ] {
+            let err = principal(bad.clone()).unwrap_err();
+            assert_eq!(err.kind(), AuthErrorKind::InvalidClaimType, "{bad}");
+        }
+    }
+
+    #[test]
+    fn client_id_falls_back_to_azp() {
+        let p = principal(json!({"azp": "c1"})).unwrap();
+        assert_eq!(p.client_id(), Some("c1"));
+    }
+
+    #[test]
+    fn fingerprint_is_hex_and_stable() {
+        let a = TokenFingerprint::of_bytes(b"abc");
+        assert_eq!(a.to_string().len(), 32);
+        assert_eq!(a, TokenFingerprint::of_bytes(b"abc"));
+        assert_ne!(a, TokenFingerprint::of_bytes(b"abd"));
+    }
+
+    #[test]
+    fn typed_claims() {
+        #[derive(serde::Deserialize)]
+        struct Mine {
+            plan: String,
+        }
+        let p = principal(json!({"plan": "gold"})).unwrap();
+        assert_eq!(p.claims_as::<Mine>().unwrap().plan, "gold");
+    }
+}

@@ -1,0 +1,640 @@
+//! Rejections: the typed [`AuthError`] and the one component that renders it.
+//!
+//! Every refusal of the crate is an [`AuthError`]. The [`Renderer`] turns it into a response:
+//!
+//! - **HTTP**: the status of RFC 6750 §3.1 (400 `invalid_request`, 401 `invalid_token` or no
+//!   credentials, 403 `insufficient_scope`, 429, 503) with a
+//!   `WWW-Authenticate: Bearer realm="…", error="…", error_description="…"` challenge, a small
+//!   JSON body (replaceable with [`Renderer::with_body`]) and `Cache-Control: no-store`.
+//! - **gRPC** (request `content-type: application/grpc*`): a trailers-only response, HTTP 200
+//!   with `grpc-status` UNAUTHENTICATED (16), PERMISSION_DENIED (7), RESOURCE_EXHAUSTED (8)
+//!   or UNAVAILABLE (14) and a percent-encoded `grpc-message`.
+//!
+//! The [`AuthError`] is also put in the response extensions, so outer layers can inspect it.
+//!
+//! ```
+//! use http::{Request, StatusCode, header::WWW_AUTHENTICATE};
+//! use tower_bearer::reject::{AuthError, AuthErrorKind, Renderer};
+//!
+//! let renderer = Renderer::new("example");
+//! let request = Request::new(());
+//! let err = AuthError::new(AuthErrorKind::Expired);
+//! let response = renderer.render::<_, http_body_util::Empty<bytes::Bytes>>(&request, err);
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     response.headers()[WWW_AUTHENTICATE],
+//!     r#"Bearer realm="example", error="invalid_token", error_description="token expired""#
+//! );
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+
+use crate::body::AuthBody;
+use crate::principal::TokenFingerprint;
+
+/// What went wrong, precisely. The wire form (status, `error` code) follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// No credentials in any enabled source (401, challenge without `error`).
+    MissingCredentials,
+    /// More than one credential (two `Authorization` headers, header and query…) (400).
+    MultipleCredentials,
+    /// A credential that is empty or outside the RFC 6750 `b64token` charset (400).
+    MalformedCredentials,
+    /// A token longer than the configured cap, refused before any decoding (400).
+    TokenTooLarge,
+    /// Not a compact JWS: wrong number of parts, bad base64url, bad JSON (401).
+    MalformedToken,
+    /// The algorithm is unknown, `none`, or not the one the key is for (401).
+    AlgorithmNotAllowed,
+    /// No configured key matches the token (401).
+    UnknownKey,
+    /// The signature does not verify (401).
+    InvalidSignature,
+    /// `exp` has passed (401).
+    Expired,
+    /// `nbf` is in the future (401).
+    NotYetValid,
+    /// `iat` is in the future (401).
+    IssuedInFuture,
+    /// A required claim is absent (401).
+    MissingClaim,
+    /// A claim has the wrong JSON type (401).
+    InvalidClaimType,
+    /// `iss` is not the configured issuer (401).
+    InvalidIssuer,
+    /// `aud` does not contain the configured audience (401).
+    InvalidAudience,
+    /// The header has a `crit` parameter naming an extension this crate does not implement (401).
+    UnsupportedCritical,
+    /// The `typ` header is not the one required (RFC 9068 `at+jwt`) (401).
+    InvalidTokenType,
+    /// `exp − iat` exceeds the configured maximum lifetime, or the token is older than the
+    /// maximum age (401).
+    LifetimeExceeded,
+    /// The token was revoked (401).
+    Revoked,
+    /// Any other reason an authenticator refused the token (401).
+    InvalidToken,
+    /// The token is valid but lacks a scope the resource needs (403).
+    InsufficientScope,
+    /// The caller is over its rate limit (429).
+    RateLimited,
+    /// A dependency (key endpoint, introspection, store) is unavailable (503).
+    Unavailable,
+}
+
+/// The class of a rejection on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// No credentials: 401 with a bare challenge.
+    Unauthenticated,
+    /// RFC 6750 `invalid_request`: 400.
+    InvalidRequest,
+    /// RFC 6750 `invalid_token`: 401.
+    InvalidToken,
+    /// RFC 6750 `insufficient_scope`: 403.
+    InsufficientScope,
+    /// Too many requests: 429.
+    RateLimited,
+    /// Service unavailable: 503.
+    Unavailable,
+}
+
+impl AuthErrorKind {
+    /// The wire class of this kind.
+    pub fn class(self) -> ErrorClass {
+        use AuthErrorKind::*;
+        match self {
+            MissingCredentials => ErrorClass::Unauthenticated,
+            MultipleCredentials | MalformedCredentials | TokenTooLarge => {
+                ErrorClass::InvalidRequest
+            }
+            InsufficientScope => ErrorClass::InsufficientScope,
+            RateLimited => ErrorClass::RateLimited,
+            Unavailable => ErrorClass::Unavailable,
+            _ => ErrorClass::InvalidToken,
+        }
+    }
+
+    /// A stable snake_case name, used as the `reason` of audit events.
+    pub fn as_str(self) -> &'static str {
+        use AuthErrorKind::*;
+        match self {
+            MissingCredentials => "missing_credentials",
+            MultipleCredentials => "multiple_credentials",
+            MalformedCredentials => "malformed_credentials",
+            TokenTooLarge => "token_too_large",
+            MalformedToken => "malformed_token",
+            AlgorithmNotAllowed => "algorithm_not_allowed",
+            UnknownKey => "unknown_key",
+            InvalidSignature => "invalid_signature",
+            Expired => "expired",
+            NotYetValid => "not_yet_valid",
+            IssuedInFuture => "issued_in_future",
+            MissingClaim => "missing_claim",
+            InvalidClaimType => "invalid_claim_type",
+            InvalidIssuer => "invalid_issuer",
+            InvalidAudience => "invalid_audience",
+            UnsupportedCritical => "unsupported_crit",
+            InvalidTokenType => "invalid_token_type",
+            LifetimeExceeded => "lifetime_exceeded",
+            Revoked => "revoked",
+            InvalidToken => "invalid_token",
+            InsufficientScope => "insufficient_scope",
+            RateLimited => "rate_limited",
+            Unavailable => "unavailable",
+        }
+    }
+
+    fn default_description(self) -> &'static str {
+        use AuthErrorKind::*;
+        match self {
+            MissingCredentials => "bearer token required",
+            MultipleCredentials => "more than one credential",
+            MalformedCredentials => "malformed bearer credentials",
+            TokenTooLarge => "token too large",
+            MalformedToken => "malformed token",
+            AlgorithmNotAllowed => "algorithm not allowed",
+            UnknownKey => "unknown signing key",
+            InvalidSignature => "invalid signature",
+            Expired => "token expired",
+            NotYetValid => "token not yet valid",
+            IssuedInFuture => "token issued in the future",
+            MissingClaim => "required claim missing",
+            InvalidClaimType => "claim has the wrong type",
+            InvalidIssuer => "invalid issuer",
+            InvalidAudience => "invalid audience",
+            UnsupportedCritical => "unsupported critical header",
+            InvalidTokenType => "invalid token type",
+            LifetimeExceeded => "token lifetime exceeded",
+            Revoked => "token revoked",
+            InvalidToken => "invalid token",
+            InsufficientScope => "insufficient scope",
+            RateLimited => "rate limit exceeded",
+            Unavailable => "authentication temporarily unavailable",
+        }
+    }
+}
+
+impl ErrorClass {
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorClass::Unauthenticated | ErrorClass::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorClass::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorClass::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 `error` code, where one applies.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            ErrorClass::InvalidRequest => Some("invalid_request"),
+            ErrorClass::InvalidToken => Some("invalid_token"),
+            ErrorClass::InsufficientScope => Some("insufficient_scope"),
+            _ => None,
+        }
+    }
+
+    /// The gRPC status code.
+    pub fn grpc_code(self) -> u8 {
+        match self {
+            ErrorClass::Unauthenticated | ErrorClass::InvalidRequest | ErrorClass::InvalidToken => {
+                16
+            }
+            ErrorClass::InsufficientScope => 7,
+            ErrorClass::RateLimited => 8,
+            ErrorClass::Unavailable => 14,
+        }
+    }
+}
+
+/// A rejection. Its message is safe to show to a client: it never holds token material.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthError {
+    kind: AuthErrorKind,
+    description: Cow<'static, str>,
+    scope: Option<Arc<str>>,
+    retry_after: Option<Duration>,
+    fingerprint: Option<TokenFingerprint>,
+    kid: Option<Box<str>>,
+}
+
+impl AuthError {
+    /// An error of `kind` with its default description.
+    pub fn new(kind: AuthErrorKind) -> Self {
+        Self {
+            kind,
+            description: Cow::Borrowed(kind.default_description()),
+            scope: None,
+            retry_after: None,
+            fingerprint: None,
+            kid: None,
+        }
+    }
+
+    /// Records the fingerprint of the refused token, for the audit log (never sent to the
+    /// client).
+    #[must_use]
+    pub fn with_context(mut self, fingerprint: TokenFingerprint) -> Self {
+        self.fingerprint.get_or_insert(fingerprint);
+        self
+    }
+
+    /// Records the key id the refused token named, for the audit log (never sent to the
+    /// client).
+    #[must_use]
+    pub fn with_kid(mut self, kid: &str) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The fingerprint of the refused token, when it was far enough parsed to have one.
+    pub fn fingerprint(&self) -> Option<TokenFingerprint> {
+        self.fingerprint
+    }
+
+    /// The key id the refused token named, if recorded.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// Replaces the description. It is sent to the client in `error_description`, so it must
+    /// never contain token material; characters outside printable ASCII, `"` and `\` are
+    /// dropped (RFC 6750 §3).
+    #[must_use]
+    pub fn with_description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
+        self.description = sanitize(description.into());
+        self
+    }
+
+    /// A 403 `insufficient_scope` naming the scopes the resource needs (space-delimited).
+    pub fn insufficient_scope(required: impl Into<Arc<str>>) -> Self {
+        let required: Arc<str> = required.into();
+        let clean = sanitize(Cow::Owned(required.to_string()));
+        let mut err = Self::new(AuthErrorKind::InsufficientScope);
+        err.scope = Some(Arc::from(clean.as_ref()));
+        err
+    }
+
+    /// A 429 telling the client to come back after `retry_after`.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        let mut err = Self::new(AuthErrorKind::RateLimited);
+        err.retry_after = Some(retry_after);
+        err
+    }
+
+    /// A 401 `invalid_token` with a custom description.
+    pub fn invalid_token(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(AuthErrorKind::InvalidToken).with_description(description)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
+    }
+
+    /// The wire class.
+    pub fn class(&self) -> ErrorClass {
+        self.kind.class()
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.class().status()
+    }
+
+    /// The short, client-safe description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The scopes required, for `insufficient_scope`.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The retry delay, for rate limits.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl From<AuthErrorKind> for AuthError {
+    fn from(kind: AuthErrorKind) -> Self {
+        Self::new(kind)
+    }
+}
+
+impl fmt::Debug for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("AuthError");
+        d.field("kind", &self.kind)
+            .field("description", &self.description);
+        if let Some(scope) = &self.scope {
+            d.field("scope", scope);
+        }
+        if let Some(retry) = &self.retry_after {
+            d.field("retry_after", retry);
+        }
+        if let Some(fp) = &self.fingerprint {
+            d.field("fingerprint", fp);
+        }
+        if let Some(kid) = &self.kid {
+            d.field("kid", kid);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Keeps only what RFC 6750 allows in `error_description` / `scope`:
+/// `%x20-21 / %x23-5B / %x5D-7E`.
+fn sanitize(s: Cow<'static, str>) -> Cow<'static, str> {
+    let ok = |c: char| matches!(c, '\x20'..='\x7e') && c != '"' && c != '\\';
+    if s.chars().all(ok) {
+        s
+    } else {
+        Cow::Owned(s.chars().filter(|c| ok(*c)).collect())
+    }
+}
+
+/// Escapes a string for use inside an RFC 9110 `quoted-string`.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' | '\x20'..='\x7e' => out.push(c),
+            _ => {}
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A replacement body for HTTP rejections, as produced by a [`Renderer::with_body`] function.
+#[derive(Debug, Clone)]
+pub struct RejectionBody {
+    /// The `Content-Type` of the body.
+    pub content_type: HeaderValue,
+    /// The body bytes.
+    pub body: Bytes,
+}
+
+type BodyFn = dyn Fn(&AuthError) -> RejectionBody + Send + Sync;
+
+/// Renders [`AuthError`]s as HTTP or gRPC responses; one per layer.
+#[derive(Clone)]
+pub struct Renderer {
+    realm: Arc<str>,
+    body: Option<Arc<BodyFn>>,
+}
+
+impl fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Renderer")
+            .field("realm", &self.realm)
+            .field("custom_body", &self.body.is_some())
+            .finish()
+    }
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new("api")
+    }
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec): everything outside
+/// printable ASCII, plus `%` itself.
+const GRPC_MESSAGE_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
+
+impl Renderer {
+    /// A renderer whose challenges name `realm`.
+    pub fn new(realm: impl Into<String>) -> Self {
+        Self {
+            realm: Arc::from(realm.into()),
+            body: None,
+        }
+    }
+
+    /// The same renderer with another realm.
+    #[must_use]
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Arc::from(realm.into());
+        self
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Replaces the body of HTTP rejections (status and headers stay as they are), e.g. with
+    /// `application/problem+json`.
+    #[must_use]
+    pub fn with_body<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&AuthError) -> RejectionBody + Send + Sync + 'static,
+    {
+        self.body = Some(Arc::new(f));
+        self
+    }
+
+    /// The `WWW-Authenticate` value for `err` (RFC 6750 §3).
+    pub fn challenge(&self, err: &AuthError) -> String {
+        let mut out = format!("Bearer realm={}", quote(&self.realm));
+        if let Some(code) = err.class().error_code() {
+            out.push_str(", error=\"");
+            out.push_str(code);
+            out.push('"');
+            if !err.description.is_empty() {
+                out.push_str(", error_description=\"");
+                out.push_str(&err.description);
+                out.push('"');
+            }
+        }
+        if let Some(scope) = &err.scope {
+            out.push_str(", scope=\"");
+            out.push_str(scope);
+            out.push('"');
+        }
+        out
+    }
+
+    /// Whether `req` is a gRPC call (`content-type: application/grpc` or `application/grpc+…`).
+    pub fn is_grpc<B>(req: &Request<B>) -> bool {
+        req.headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    }
+
+    /// Renders `err` for `req`: a gRPC trailers-only response for gRPC calls, an RFC 6750
+    /// response otherwise. The error is stored in the response extensions.
+    pub fn render<ReqBody, B>(&self, req: &Request<ReqBody>, err: AuthError) -> Response<AuthBody<B>> {
+        if Self::is_grpc(req) {
+            self.render_grpc(err)
+        } else {
+            self.render_http(err)
+        }
+    }
+
+    /// Renders `err` as an HTTP response.
+    pub fn render_http<B>(&self, err: AuthError) -> Response<AuthBody<B>> {
+        let class = err.class();
+        let (content_type, body) = match &self.body {
+            Some(f) => {
+                let b = f(&err);
+                (b.content_type, b.body)
+            }
+            None => (
+                HeaderValue::from_static("application/json"),
+                default_body(&err),
+            ),
+        };
+        let mut res = Response::new(AuthBody::rejection(body));
+        *res.status_mut() = class.status();
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, content_type);
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if matches!(
+            class,
+            ErrorClass::Unauthenticated
+                | ErrorClass::InvalidRequest
+                | ErrorClass::InvalidToken
+                | ErrorClass::InsufficientScope
+        ) {
+            if let Ok(v) = HeaderValue::try_from(self.challenge(&err)) {
+                headers.insert(WWW_AUTHENTICATE, v);
+            }
+        }
+        if let Some(retry) = err.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(retry)));
+        }
+        res.extensions_mut().insert(err);
+        res
+    }
+
+    /// Renders `err` as a gRPC trailers-only response.
+    pub fn render_grpc<B>(&self, err: AuthError) -> Response<AuthBody<B>> {
+        let class = err.class();
+        let mut res = Response::new(AuthBody::rejection(Bytes::new()));
+        let headers = res.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(class.grpc_code())));
+        let mut message = err.description.to_string();
+        if let Some(scope) = &err.scope {
+            message.push_str(": requires ");
+            message.push_str(scope);
+        }
+        let encoded =
+            percent_encoding::utf8_percent_encode(&message, GRPC_MESSAGE_SET).to_string();
+        if let Ok(v) = HeaderValue::try_from(encoded) {
+            headers.insert(GRPC_MESSAGE, v);
+        }
+        if let Some(retry) = err.retry_after {
+            headers.insert(
+                HeaderName::from_static("retry-after"),
+                HeaderValue::from(retry_after_secs(retry)),
+            );
+        }
+        res.extensions_mut().insert(err);
+        res
+    }
+}
+
+/// Whole seconds, rounded up, at least 1 for any non-zero delay.
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
+    let secs = d.as_secs();
+    if d.subsec_nanos() > 0 { secs + 1 } else { secs }
+}
+
+fn default_body(err: &AuthError) -> Bytes {
+    let code = err.class().error_code().unwrap_or(match err.class() {
+        ErrorClass::RateLimited => "rate_limited",
+        ErrorClass::Unavailable => "temporarily_unavailable",
+        _ => "unauthorized",
+    });
+    // `description` is sanitized printable ASCII without `"` or `\`, so it needs no escaping.
+    Bytes::from(format!(
+        r#"{{"error":"{code}","error_description":"{}"}}"#,
+        err.description
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_sanitized() {
+        let err = AuthError::invalid_token("bad \"token\" \\ é\n");
+        assert_eq!(err.description(), "bad token  ");
+    }
+
+    #[test]
+    fn realm_is_quoted() {
+        let r = Renderer::new("a\"b\\c");
+        let c = r.challenge(&AuthError::new(AuthErrorKind::MissingCredentials));
+        assert_eq!(c, r#"Bearer realm="a\"b\\c""#);
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn every_kind_maps_to_a_class_and_code() {
+        use AuthErrorKind::*;
+        for (kind, status, grpc) in [
+            (MissingCredentials, 401, 16),
+            (MultipleCredentials, 400, 16),
+            (Expired, 401, 16),
+            (InsufficientScope, 403, 7),
+            (RateLimited, 429, 8),
+            (Unavailable, 503, 14),
+        ] {
+            assert_eq!(kind.class().status().as_u16(), status, "{kind:?}");
+            assert_eq!(kind.class().grpc_code(), grpc, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        let r = Renderer::default();
+        let res: Response<AuthBody<http_body_util::Empty<Bytes>>> =
+            r.render_grpc(AuthError::invalid_token("100% bad"));
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()["grpc-message"], "100%25 bad");
+    }
+}

@@ -1,0 +1,464 @@
+//! JWT access tokens (RFC 7519 / 7515 / 8725 / 9068) verified with local keys.
+//!
+//! [`Jwt`] accepts compact JWS tokens only and checks, in this order: three base64url parts
+//! (unpadded, canonical); a header that is a JSON object without duplicate members, with a
+//! string `alg`, no `crit` (no extension is implemented, so every `crit` is refused per
+//! RFC 7515 §4.1.11) and no `enc`; a key chosen by the [`KeySet`] rules whose algorithm
+//! equals `alg`; the signature; then the claims, against the configured [`Clock`]:
+//!
+//! - `exp` required and numeric; refused when `now ≥ exp + leeway` (default leeway 60 s);
+//! - `nbf` and `iat`, when present, numeric; refused when later than `now + leeway`;
+//! - `iss` required and equal to the configured issuer, when one is configured;
+//! - `aud` required and (a string or an array of strings) containing the configured audience;
+//!   with no audience configured a token carrying `aud` is refused (RFC 7519 §4.1.3) unless
+//!   [`JwtBuilder::any_audience`] was chosen;
+//! - optionally: a maximum lifetime (`exp − iat`), the RFC 9068 `typ` of `at+jwt`, and extra
+//!   required claims.
+//!
+//! `jku`, `x5u`, `jwk` and `x5c` headers are never used. Time is read from the authenticator's
+//! [`Clock`], not from `jsonwebtoken`, so tests can move it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_bearer::keys::{Algorithm, Key};
+//! use tower_bearer::validate::Jwt;
+//!
+//! let jwt = Jwt::builder()
+//!     .key(Key::hmac(b"0123456789abcdef0123456789abcdef", Algorithm::HS256).unwrap())
+//!     .issuer("https://issuer.example")
+//!     .audience("api://orders")
+//!     .leeway(Duration::from_secs(30))
+//!     .build()
+//!     .unwrap();
+//! let err = jwt.verify("not.a.jwt").unwrap_err();
+//! assert_eq!(err.to_string(), "malformed token");
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserializer;
+use serde::de::{MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ConfigError;
+use crate::extract::BearerToken;
+use crate::keys::{Algorithm, Key, KeyLookupError, KeySet};
+use crate::principal::{Principal, TokenFingerprint, numeric_date};
+use crate::reject::{AuthError, AuthErrorKind};
+use crate::validate::{Authentication, Authenticator};
+
+/// Builds a [`Jwt`] authenticator.
+#[derive(Debug)]
+#[must_use]
+pub struct JwtBuilder {
+    keys: KeySet,
+    key_errors: Vec<ConfigError>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    any_audience: bool,
+    leeway: Duration,
+    max_lifetime: Option<Duration>,
+    require_at_jwt: bool,
+    required_claims: Vec<String>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Verifies JWT access tokens with a static [`KeySet`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct Jwt {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: KeySet,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    any_audience: bool,
+    leeway: f64,
+    max_lifetime: Option<f64>,
+    require_at_jwt: bool,
+    required_claims: Vec<String>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwt")
+            .field("keys", &self.inner.keys)
+            .field("issuers", &self.inner.issuers)
+            .field("audiences", &self.inner.audiences)
+            .field("leeway", &self.inner.leeway)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for JwtBuilder {
+    fn default() -> Self {
+        Self {
+            keys: KeySet::new(),
+            key_errors: Vec::new(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            any_audience: false,
+            leeway: Duration::from_secs(60),
+            max_lifetime: None,
+            require_at_jwt: false,
+            required_claims: Vec::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl JwtBuilder {
+    /// Adds a verification key.
+    pub fn key(mut self, key: Key) -> Self {
+        if let Err(e) = self.keys.push(key) {
+            self.key_errors.push(e);
+        }
+        self
+    }
+
+    /// Adds every key of a set.
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        for key in keys.iter() {
+            if let Err(e) = self.keys.push(key.clone()) {
+                self.key_errors.push(e);
+            }
+        }
+        self
+    }
+
+    /// Requires `iss` to equal `issuer` (exact string comparison). May be called more than once
+    /// to accept several issuers.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Requires `aud` to contain `audience`. May be called more than once: any one matches.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts tokens whatever their `aud`, when no audience is configured. Without this, a
+    /// token carrying `aud` is refused when no audience is configured (RFC 7519 §4.1.3).
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Clock-skew allowance for `exp`, `nbf` and `iat` (default 60 s; zero is allowed).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Refuses tokens whose `exp − iat` exceeds `max` (and then requires `iat`).
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// Requires the RFC 9068 header `typ` of `at+jwt` (or `application/at+jwt`).
+    pub fn require_at_jwt(mut self) -> Self {
+        self.require_at_jwt = true;
+        self
+    }
+
+    /// Requires a claim to be present (e.g. `sub`, `jti`).
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        self.required_claims.push(name.into());
+        self
+    }
+
+    /// The clock for time-based claims (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the authenticator; fails on a configuration mistake (no keys, duplicate key ids,
+    /// an empty issuer or audience).
+    pub fn build(self) -> Result<Jwt, ConfigError> {
+        if let Some(e) = self.key_errors.into_iter().next() {
+            return Err(e);
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("a JWT authenticator needs at least one key"));
+        }
+        if self.issuers.iter().chain(&self.audiences).any(String::is_empty) {
+            return Err(ConfigError::new("issuer and audience must not be empty"));
+        }
+        install_crypto_provider();
+        Ok(Jwt {
+            inner: Arc::new(Inner {
+                keys: self.keys,
+                issuers: self.issuers,
+                audiences: self.audiences,
+                any_audience: self.any_audience,
+                leeway: self.leeway.as_secs_f64(),
+                max_lifetime: self.max_lifetime.map(|d| d.as_secs_f64()),
+                require_at_jwt: self.require_at_jwt,
+                required_claims: self.required_claims,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// With both crypto features on, `jsonwebtoken` cannot pick a backend by itself: prefer aws-lc.
+fn install_crypto_provider() {
+    #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
+    {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    }
+}
+
+fn err(kind: AuthErrorKind) -> AuthError {
+    AuthError::new(kind)
+}
+
+fn claim_err(kind: AuthErrorKind, what: &'static str) -> AuthError {
+    AuthError::new(kind).with_description(what)
+}
+
+fn is_b64url(part: &[u8]) -> bool {
+    part.iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+}
+
+/// A JSON object whose members are unique (RFC 7515 §5.2 / RFC 8725 §3.1: a parser must refuse
+/// duplicate member names rather than pick one).
+struct StrictObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrictObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    let value: Value = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(StrictObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| err(AuthErrorKind::MalformedToken))?;
+    serde_json::from_slice::<StrictObject>(&bytes)
+        .map(|o| o.0)
+        .map_err(|_| err(AuthErrorKind::MalformedToken))
+}
+
+/// Keeps attacker-chosen strings short in logs.
+fn short(s: &str) -> &str {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+impl Jwt {
+    /// Starts a builder.
+    pub fn builder() -> JwtBuilder {
+        JwtBuilder::default()
+    }
+
+    /// Verifies a compact JWS and returns the principal it proves.
+    pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let bytes = token.as_bytes();
+        let mut parts = bytes.split(|b| *b == b'.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(err(AuthErrorKind::MalformedToken));
+        };
+        if h.is_empty() || p.is_empty() || s.is_empty() || !is_b64url(h) || !is_b64url(p) || !is_b64url(s) {
+            return Err(err(AuthErrorKind::MalformedToken));
+        }
+        let signing_input = &bytes[..h.len() + 1 + p.len()];
+        let fingerprint = TokenFingerprint::of_signing_input(signing_input);
+        self.verify_parts(h, p, s, signing_input, fingerprint)
+            .map_err(|e| e.with_context(fingerprint))
+    }
+
+    fn verify_parts(
+        &self,
+        h: &[u8],
+        p: &[u8],
+        s: &[u8],
+        signing_input: &[u8],
+        fingerprint: TokenFingerprint,
+    ) -> Result<Principal, AuthError> {
+        let inner = &*self.inner;
+        let header = decode_object(h)?;
+
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => a
+                .parse::<Algorithm>()
+                .map_err(|_| err(AuthErrorKind::AlgorithmNotAllowed))?,
+            _ => return Err(err(AuthErrorKind::MalformedToken)),
+        };
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(err(AuthErrorKind::MalformedToken)),
+        };
+        if header.contains_key("crit") {
+            return Err(err(AuthErrorKind::UnsupportedCritical));
+        }
+        if header.contains_key("enc") || header.contains_key("zip") {
+            return Err(err(AuthErrorKind::MalformedToken));
+        }
+        let typ = match header.get("typ") {
+            None => None,
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(_) => return Err(err(AuthErrorKind::MalformedToken)),
+        };
+        if inner.require_at_jwt
+            && !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+        {
+            return Err(err(AuthErrorKind::InvalidTokenType));
+        }
+
+        let key = inner.keys.select(kid, alg).map_err(|e| {
+            let kind = match e {
+                KeyLookupError::AlgorithmMismatch => AuthErrorKind::AlgorithmNotAllowed,
+                _ => AuthErrorKind::UnknownKey,
+            };
+            let mut e = err(kind);
+            if let Some(kid) = kid {
+                e = e.with_kid(short(kid));
+            }
+            e
+        })?;
+
+        // `s` is checked to be base64url; jsonwebtoken decodes it strictly (no padding,
+        // canonical trailing bits) and verifies with the key's own algorithm.
+        let signature = std::str::from_utf8(s).map_err(|_| err(AuthErrorKind::MalformedToken))?;
+        match jsonwebtoken::crypto::verify(signature, signing_input, key.decoding_key(), key.algorithm()) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Err(err(AuthErrorKind::InvalidSignature)),
+        }
+
+        let claims = decode_object(p)?;
+        self.check_claims(&claims)?;
+        Principal::from_claims_with_kid(claims, fingerprint, key.kid())
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        let now = inner.clock.unix_seconds();
+        let leeway = inner.leeway;
+        let date = |name: &'static str| -> Result<Option<f64>, AuthError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(v) => numeric_date(v)
+                    .map(Some)
+                    .ok_or_else(|| claim_err(AuthErrorKind::InvalidClaimType, "invalid time claim")),
+            }
+        };
+
+        let exp = date("exp")?.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing exp claim"))?;
+        if now >= exp + leeway {
+            return Err(err(AuthErrorKind::Expired));
+        }
+        if let Some(nbf) = date("nbf")? {
+            if nbf > now + leeway {
+                return Err(err(AuthErrorKind::NotYetValid));
+            }
+        }
+        let iat = date("iat")?;
+        if let Some(iat) = iat {
+            if iat > now + leeway {
+                return Err(err(AuthErrorKind::IssuedInFuture));
+            }
+        }
+        if let Some(max) = inner.max_lifetime {
+            let iat = iat.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing iat claim"))?;
+            if exp - iat > max {
+                return Err(err(AuthErrorKind::LifetimeExceeded));
+            }
+        }
+
+        if !inner.issuers.is_empty() {
+            match claims.get("iss") {
+                None => return Err(claim_err(AuthErrorKind::MissingClaim, "missing iss claim")),
+                Some(Value::String(iss)) => {
+                    if !inner.issuers.iter().any(|i| i == iss) {
+                        return Err(err(AuthErrorKind::InvalidIssuer));
+                    }
+                }
+                Some(_) => return Err(claim_err(AuthErrorKind::InvalidClaimType, "invalid iss claim")),
+            }
+        } else if claims.get("iss").is_some_and(|v| !v.is_string()) {
+            return Err(claim_err(AuthErrorKind::InvalidClaimType, "invalid iss claim"));
+        }
+
+        self.check_audience(claims.get("aud"))?;
+
+        for name in &inner.required_claims {
+            if !claims.contains_key(name) {
+                return Err(claim_err(AuthErrorKind::MissingClaim, "required claim missing"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_audience(&self, aud: Option<&Value>) -> Result<(), AuthError> {
+        let inner = &*self.inner;
+        let wrong_type = || claim_err(AuthErrorKind::InvalidClaimType, "invalid aud claim");
+        let values: Vec<&str> = match aud {
+            None => {
+                return if inner.audiences.is_empty() {
+                    Ok(())
+                } else {
+                    Err(claim_err(AuthErrorKind::MissingClaim, "missing aud claim"))
+                };
+            }
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(wrong_type))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(wrong_type()),
+        };
+        if inner.audiences.is_empty() {
+            return if inner.any_audience {
+                Ok(())
+            } else {
+                Err(err(AuthErrorKind::InvalidAudience))
+            };
+        }
+        if values.iter().any(|v| inner.audiences.iter().any(|a| a == v)) {
+            Ok(())
+        } else {
+            Err(err(AuthErrorKind::InvalidAudience))
+        }
+    }
+}
+
+impl Authenticator for Jwt {
+    fn authenticate(&self, token: &BearerToken) -> Authentication {
+        Authentication::ready(self.verify(token.as_str()))
+    }
+}

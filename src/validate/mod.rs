@@ -1,0 +1,122 @@
+//! Authenticators: what turns a [`BearerToken`] into a [`Principal`].
+//!
+//! [`Authenticator`] is object-safe and may answer synchronously (JWTs with local keys: no
+//! allocation, no boxing) or asynchronously (introspection, remote keys). Any
+//! `Fn(&BearerToken) -> impl Future<Output = Result<Principal, AuthError>>` closure is an
+//! authenticator too.
+//!
+//! ```
+//! use tower_bearer::extract::{BearerToken, TokenSource};
+//! use tower_bearer::principal::{Principal, TokenFingerprint};
+//! use tower_bearer::reject::AuthError;
+//! use tower_bearer::validate::Authenticator;
+//!
+//! let api_keys = |token: &BearerToken| {
+//!     let ok = token.as_str() == "let-me-in";
+//!     let fingerprint = TokenFingerprint::of_bytes(token.as_str().as_bytes());
+//!     async move {
+//!         if !ok {
+//!             return Err(AuthError::invalid_token("unknown key"));
+//!         }
+//!         let claims = serde_json::json!({"sub": "robot"});
+//!         Principal::from_claims(claims.as_object().unwrap().clone(), fingerprint)
+//!     }
+//! };
+//! let token = BearerToken::new("let-me-in", TokenSource::Authorization);
+//! let principal = futures_executor::block_on(api_keys.authenticate(&token)).unwrap();
+//! assert_eq!(principal.subject(), Some("robot"));
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::extract::BearerToken;
+use crate::principal::Principal;
+use crate::reject::AuthError;
+
+pub mod jwt;
+
+pub use jwt::{Jwt, JwtBuilder};
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'static>>;
+
+/// The outcome of [`Authenticator::authenticate`]: ready now, or a future.
+#[must_use = "an Authentication does nothing unless polled"]
+pub struct Authentication(State);
+
+enum State {
+    Ready(Option<Result<Principal, AuthError>>),
+    Pending(BoxFuture),
+}
+
+impl Authentication {
+    /// An outcome known at once.
+    pub fn ready(result: Result<Principal, AuthError>) -> Self {
+        Self(State::Ready(Some(result)))
+    }
+
+    /// An outcome that needs I/O.
+    pub fn pending<F>(future: F) -> Self
+    where
+        F: Future<Output = Result<Principal, AuthError>> + Send + 'static,
+    {
+        Self(State::Pending(Box::pin(future)))
+    }
+
+    /// The outcome if it is already known, or `Err(self)` when it must be awaited.
+    pub fn into_ready(self) -> Result<Result<Principal, AuthError>, Self> {
+        match self.0 {
+            State::Ready(Some(r)) => Ok(r),
+            other => Err(Self(other)),
+        }
+    }
+}
+
+impl fmt::Debug for Authentication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            State::Ready(_) => f.write_str("Authentication::Ready"),
+            State::Pending(_) => f.write_str("Authentication::Pending"),
+        }
+    }
+}
+
+impl Future for Authentication {
+    type Output = Result<Principal, AuthError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            State::Ready(r) => Poll::Ready(
+                r.take()
+                    .expect("Authentication polled after completion"),
+            ),
+            State::Pending(f) => f.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Verifies a bearer token and says who it belongs to.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Verifies `token`. A refusal is an [`AuthError`] (never a panic); dependencies that are
+    /// down are [`AuthErrorKind::Unavailable`](crate::reject::AuthErrorKind::Unavailable).
+    fn authenticate(&self, token: &BearerToken) -> Authentication;
+}
+
+impl<F, Fut> Authenticator for F
+where
+    F: Fn(&BearerToken) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Principal, AuthError>> + Send + 'static,
+{
+    fn authenticate(&self, token: &BearerToken) -> Authentication {
+        Authentication::pending(self(token))
+    }
+}
+
+impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
+    fn authenticate(&self, token: &BearerToken) -> Authentication {
+        (**self).authenticate(token)
+    }
+}

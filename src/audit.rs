@@ -40,7 +40,6 @@ pub(crate) fn allowed(principal: &Principal, latency: Duration) {
         target: "tower_bearer::audit",
         outcome = "allow",
         reason = "ok",
-        status = 200u16,
         subject = principal.subject(),
         client_id = principal.client_id(),
         fingerprint = %principal.fingerprint(),

@@ -191,20 +191,20 @@ impl Extractor {
             }
         }
 
-        if self.query {
-            if let Some(query) = req.uri().query() {
-                for pair in query.split('&') {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if k != "access_token" {
-                        continue;
-                    }
-                    if v.len() > self.max_len.saturating_mul(3) {
-                        return Err(AuthErrorKind::TokenTooLarge.into());
-                    }
-                    let decoded = percent_encoding::percent_decode_str(v).collect::<Vec<u8>>();
-                    let token = self.check_token(&decoded)?;
-                    put(BearerToken::new(token, TokenSource::Query))?;
+        if self.query
+            && let Some(query) = req.uri().query()
+        {
+            for pair in query.split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if k != "access_token" {
+                    continue;
                 }
+                if v.len() > self.max_len.saturating_mul(3) {
+                    return Err(AuthErrorKind::TokenTooLarge.into());
+                }
+                let decoded = percent_encoding::percent_decode_str(v).collect::<Vec<u8>>();
+                let token = self.check_token(&decoded)?;
+                put(BearerToken::new(token, TokenSource::Query))?;
             }
         }
 
@@ -249,14 +249,11 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub(crate) fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token
-        .iter()
-        .position(|b| *b == b'=')
-        .unwrap_or(token.len());
+    let body_len = token.iter().position(|b| *b == b'=').unwrap_or(token.len());
     body_len > 0
-        && token[..body_len]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && token[..body_len].iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
         && token[body_len..].iter().all(|b| *b == b'=')
 }
 
@@ -280,7 +277,10 @@ mod tests {
     fn scheme_is_case_insensitive_with_any_spaces() {
         let e = Extractor::new();
         for v in ["Bearer abc", "bearer abc", "BEARER   abc", "BeArEr abc  "] {
-            let t = e.extract(&req(&[("authorization", v)], "/")).unwrap().unwrap();
+            let t = e
+                .extract(&req(&[("authorization", v)], "/"))
+                .unwrap()
+                .unwrap();
             assert_eq!(t.as_str(), "abc", "{v}");
         }
     }
@@ -289,18 +289,43 @@ mod tests {
     fn other_schemes_and_nothing_are_none() {
         let e = Extractor::new();
         assert!(e.extract(&req(&[], "/")).unwrap().is_none());
-        assert!(e.extract(&req(&[("authorization", "Basic dXNlcjpw")], "/")).unwrap().is_none());
-        assert!(e.extract(&req(&[("authorization", "Bearerx abc")], "/")).unwrap().is_none());
+        assert!(
+            e.extract(&req(&[("authorization", "Basic dXNlcjpw")], "/"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            e.extract(&req(&[("authorization", "Bearerx abc")], "/"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn charset_and_emptiness() {
         let e = Extractor::new();
-        for v in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer =abc", "Bearer ab=c", "Bearer a\"b"] {
-            assert_eq!(kind(e.extract(&req(&[("authorization", v)], "/"))), AuthErrorKind::MalformedCredentials, "{v}");
+        for v in [
+            "Bearer",
+            "Bearer ",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer =abc",
+            "Bearer ab=c",
+            "Bearer a\"b",
+        ] {
+            assert_eq!(
+                kind(e.extract(&req(&[("authorization", v)], "/"))),
+                AuthErrorKind::MalformedCredentials,
+                "{v}"
+            );
         }
         for v in ["Bearer a-b.c_d~e+f/g==", "Bearer A1"] {
-            assert!(e.extract(&req(&[("authorization", v)], "/")).unwrap().is_some(), "{v}");
+            assert!(
+                e.extract(&req(&[("authorization", v)], "/"))
+                    .unwrap()
+                    .is_some(),
+                "{v}"
+            );
         }
     }
 
@@ -308,7 +333,10 @@ mod tests {
     fn more_than_one_credential() {
         let e = Extractor::new().query(true).cookie("tok");
         assert_eq!(
-            kind(e.extract(&req(&[("authorization", "Bearer a"), ("authorization", "Bearer b")], "/"))),
+            kind(e.extract(&req(
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                "/"
+            ))),
             AuthErrorKind::MultipleCredentials
         );
         assert_eq!(
@@ -316,34 +344,66 @@ mod tests {
             AuthErrorKind::MultipleCredentials
         );
         assert_eq!(
-            kind(e.extract(&req(&[("authorization", "Bearer a"), ("cookie", "tok=b")], "/"))),
+            kind(e.extract(&req(
+                &[("authorization", "Bearer a"), ("cookie", "tok=b")],
+                "/"
+            ))),
             AuthErrorKind::MultipleCredentials
         );
-        assert_eq!(kind(e.extract(&req(&[], "/?access_token=a&access_token=b"))), AuthErrorKind::MultipleCredentials);
+        assert_eq!(
+            kind(e.extract(&req(&[], "/?access_token=a&access_token=b"))),
+            AuthErrorKind::MultipleCredentials
+        );
     }
 
     #[test]
     fn query_is_off_by_default() {
         let e = Extractor::new();
-        assert!(e.extract(&req(&[], "/?access_token=abc")).unwrap().is_none());
-        let t = Extractor::new().query(true).extract(&req(&[], "/?x=1&access_token=abc")).unwrap().unwrap();
+        assert!(
+            e.extract(&req(&[], "/?access_token=abc"))
+                .unwrap()
+                .is_none()
+        );
+        let t = Extractor::new()
+            .query(true)
+            .extract(&req(&[], "/?x=1&access_token=abc"))
+            .unwrap()
+            .unwrap();
         assert_eq!((t.as_str(), t.source()), ("abc", TokenSource::Query));
     }
 
     #[test]
     fn cookie_and_header_sources() {
-        let e = Extractor::new().cookie("tok").header(HeaderName::from_static("x-api-token"));
-        let t = e.extract(&req(&[("cookie", "a=1; tok=xyz; b=2")], "/")).unwrap().unwrap();
+        let e = Extractor::new()
+            .cookie("tok")
+            .header(HeaderName::from_static("x-api-token"));
+        let t = e
+            .extract(&req(&[("cookie", "a=1; tok=xyz; b=2")], "/"))
+            .unwrap()
+            .unwrap();
         assert_eq!((t.as_str(), t.source()), ("xyz", TokenSource::Cookie));
-        let t = e.extract(&req(&[("x-api-token", "k1")], "/")).unwrap().unwrap();
+        let t = e
+            .extract(&req(&[("x-api-token", "k1")], "/"))
+            .unwrap()
+            .unwrap();
         assert_eq!((t.as_str(), t.source()), ("k1", TokenSource::Header));
-        assert_eq!(kind(e.extract(&req(&[("cookie", "tok=a b")], "/"))), AuthErrorKind::MalformedCredentials);
+        assert_eq!(
+            kind(e.extract(&req(&[("cookie", "tok=a b")], "/"))),
+            AuthErrorKind::MalformedCredentials
+        );
     }
 
     #[test]
     fn size_cap() {
         let e = Extractor::new().max_token_len(10);
-        assert!(e.extract(&req(&[("authorization", "Bearer 0123456789")], "/")).unwrap().is_some());
-        assert_eq!(kind(e.extract(&req(&[("authorization", "Bearer 0123456789a")], "/"))), AuthErrorKind::TokenTooLarge);
+        assert!(
+            e.extract(&req(&[("authorization", "Bearer 0123456789")], "/"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            kind(e.extract(&req(&[("authorization", "Bearer 0123456789a")], "/"))),
+            AuthErrorKind::TokenTooLarge
+        );
     }
 }

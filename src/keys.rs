@@ -146,16 +146,16 @@ impl Key {
         if let Ok(k) = Self::rsa_pem(pem, alg.unwrap_or(Algorithm::RS256)) {
             return Ok(k);
         }
-        if let Ok(k) = Self::ed_pem(pem) {
-            if alg.is_none_or(|a| a == Algorithm::EdDSA) {
-                return Ok(k);
-            }
+        if let Ok(k) = Self::ed_pem(pem)
+            && alg.is_none_or(|a| a == Algorithm::EdDSA)
+        {
+            return Ok(k);
         }
         for ec in [Algorithm::ES256, Algorithm::ES384] {
-            if alg.is_none_or(|a| a == ec) {
-                if let Ok(k) = Self::ec_pem(pem, ec) {
-                    return Ok(k);
-                }
+            if alg.is_none_or(|a| a == ec)
+                && let Ok(k) = Self::ec_pem(pem, ec)
+            {
+                return Ok(k);
             }
         }
         Err(ConfigError::new(
@@ -174,8 +174,8 @@ impl Key {
     /// `key_ops` and `alg`.
     pub fn from_jwk(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Self, ConfigError> {
         let value = serde_json::to_value(jwk).map_err(|e| ConfigError::new(e.to_string()))?;
-        let jwk: RawJwk =
-            serde_json::from_value(value).map_err(|e| ConfigError::new(format!("invalid JWK: {e}")))?;
+        let jwk: RawJwk = serde_json::from_value(value)
+            .map_err(|e| ConfigError::new(format!("invalid JWK: {e}")))?;
         jwk.into_key()
     }
 
@@ -225,7 +225,9 @@ pub(crate) fn rsa_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
             if n == 0 || n > 4 || rest.len() < n {
                 return None;
             }
-            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
             (len, &rest[n..])
         };
         if rest.len() < len {
@@ -312,15 +314,15 @@ fn b64(field: Option<&String>, name: &str) -> Result<Vec<u8>, ConfigError> {
 
 impl RawJwk {
     fn into_key(self) -> Result<Key, ConfigError> {
-        if let Some(u) = &self.use_ {
-            if u != "sig" {
-                return Err(ConfigError::new(format!("JWK use is {u:?}, not \"sig\"")));
-            }
+        if let Some(u) = &self.use_
+            && u != "sig"
+        {
+            return Err(ConfigError::new(format!("JWK use is {u:?}, not \"sig\"")));
         }
-        if let Some(ops) = &self.key_ops {
-            if !ops.iter().any(|o| o == "verify") {
-                return Err(ConfigError::new("JWK key_ops does not include \"verify\""));
-            }
+        if let Some(ops) = &self.key_ops
+            && !ops.iter().any(|o| o == "verify")
+        {
+            return Err(ConfigError::new("JWK key_ops does not include \"verify\""));
         }
         if self.d.is_some() && self.kty != "oct" {
             return Err(ConfigError::new("JWK holds private key material"));
@@ -367,7 +369,8 @@ impl RawJwk {
                 Key::ed_der(&b64(self.x.as_ref(), "x")?)?
             }
             "oct" => {
-                let alg = alg.ok_or_else(|| ConfigError::new("an oct JWK needs an explicit alg"))?;
+                let alg =
+                    alg.ok_or_else(|| ConfigError::new("an oct JWK needs an explicit alg"))?;
                 Key::hmac(&b64(self.k.as_ref(), "k")?, alg)?
             }
             other => return Err(ConfigError::new(format!("unsupported JWK kty {other:?}"))),
@@ -442,7 +445,9 @@ impl KeySet {
             }
         }
         if set.is_empty() {
-            return Err(ConfigError::new("the JWK Set holds no usable verification key"));
+            return Err(ConfigError::new(
+                "the JWK Set holds no usable verification key",
+            ));
         }
         Ok(set)
     }
@@ -520,15 +525,20 @@ mod tests {
 
     #[test]
     fn jwk_use_and_alg_are_honoured() {
-        let ed = r#"{"kty":"OKP","crv":"Ed25519","x":"Zywzf8y_zBShYSALloNT8MQ7X_GJwiZrW8v6rddc3RE""#;
+        let ed =
+            r#"{"kty":"OKP","crv":"Ed25519","x":"Zywzf8y_zBShYSALloNT8MQ7X_GJwiZrW8v6rddc3RE""#;
         assert!(Key::from_jwk_json(&format!("{ed}}}")).is_ok());
         assert!(Key::from_jwk_json(&format!(r#"{ed},"use":"enc"}}"#)).is_err());
         assert!(Key::from_jwk_json(&format!(r#"{ed},"alg":"ES256"}}"#)).is_err());
         assert!(Key::from_jwk_json(&format!(r#"{ed},"key_ops":["encrypt"]}}"#)).is_err());
         assert!(Key::from_jwk_json(&format!(r#"{ed},"alg":"none"}}"#)).is_err());
         // the same rules through jsonwebtoken's own Jwk type
-        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&format!(r#"{ed},"use":"enc"}}"#)).unwrap();
-        assert!(jsonwebtoken::DecodingKey::from_jwk(&jwk).is_ok(), "jsonwebtoken ignores use");
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_str(&format!(r#"{ed},"use":"enc"}}"#)).unwrap();
+        assert!(
+            jsonwebtoken::DecodingKey::from_jwk(&jwk).is_ok(),
+            "jsonwebtoken ignores use"
+        );
         assert!(Key::from_jwk(&jwk).is_err());
     }
 
@@ -537,7 +547,14 @@ mod tests {
         // SEQUENCE { INTEGER 0x00 0x80 ..(128 bytes) , INTEGER 3 } : a 1024-bit modulus
         let mut n = vec![0u8, 0x80];
         n.extend([1u8; 127]);
-        let mut der = vec![0x30, 0x81, (n.len() + 3 + 3) as u8, 0x02, 0x81, n.len() as u8];
+        let mut der = vec![
+            0x30,
+            0x81,
+            (n.len() + 3 + 3) as u8,
+            0x02,
+            0x81,
+            n.len() as u8,
+        ];
         der.extend(&n);
         der.extend([0x02, 0x01, 0x03]);
         let (n, e) = rsa_components(&der).unwrap();
@@ -553,13 +570,35 @@ mod tests {
             .unwrap()
             .with(Key::hmac(SECRET, Algorithm::HS384).unwrap().with_kid("b"))
             .unwrap();
-        assert_eq!(set.select(Some("a"), Algorithm::HS256).unwrap().kid(), Some("a"));
-        assert_eq!(set.select(Some("a"), Algorithm::HS384).unwrap_err(), KeyLookupError::AlgorithmMismatch);
-        assert_eq!(set.select(Some("zz"), Algorithm::HS256).unwrap_err(), KeyLookupError::UnknownKey);
+        assert_eq!(
+            set.select(Some("a"), Algorithm::HS256).unwrap().kid(),
+            Some("a")
+        );
+        assert_eq!(
+            set.select(Some("a"), Algorithm::HS384).unwrap_err(),
+            KeyLookupError::AlgorithmMismatch
+        );
+        assert_eq!(
+            set.select(Some("zz"), Algorithm::HS256).unwrap_err(),
+            KeyLookupError::UnknownKey
+        );
         assert_eq!(set.select(None, Algorithm::HS384).unwrap().kid(), Some("b"));
-        assert_eq!(set.select(None, Algorithm::RS256).unwrap_err(), KeyLookupError::AlgorithmMismatch);
-        let two = set.clone().with(Key::hmac(SECRET, Algorithm::HS256).unwrap()).unwrap();
-        assert_eq!(two.select(None, Algorithm::HS256).unwrap_err(), KeyLookupError::Ambiguous);
-        assert!(two.clone().with(Key::hmac(SECRET, Algorithm::HS256).unwrap().with_kid("a")).is_err());
+        assert_eq!(
+            set.select(None, Algorithm::RS256).unwrap_err(),
+            KeyLookupError::AlgorithmMismatch
+        );
+        let two = set
+            .clone()
+            .with(Key::hmac(SECRET, Algorithm::HS256).unwrap())
+            .unwrap();
+        assert_eq!(
+            two.select(None, Algorithm::HS256).unwrap_err(),
+            KeyLookupError::Ambiguous
+        );
+        assert!(
+            two.clone()
+                .with(Key::hmac(SECRET, Algorithm::HS256).unwrap().with_kid("a"))
+                .is_err()
+        );
     }
 }

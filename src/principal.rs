@@ -283,7 +283,8 @@ impl fmt::Debug for Principal {
 }
 
 fn wrong_type(name: &'static str) -> AuthError {
-    AuthError::new(AuthErrorKind::InvalidClaimType).with_description(format!("invalid {name} claim"))
+    AuthError::new(AuthErrorKind::InvalidClaimType)
+        .with_description(format!("invalid {name} claim"))
 }
 
 /// A JWT `NumericDate`: a finite JSON number (RFC 7519 §2).
@@ -308,12 +309,16 @@ fn parse_scopes(claims: &Map<String, Value>) -> Result<Scopes, AuthError> {
     let mut all: Vec<Box<str>> = Vec::new();
     match claims.get("scope") {
         None => {}
-        Some(Value::String(s)) => all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into)),
+        Some(Value::String(s)) => {
+            all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into))
+        }
         Some(_) => return Err(wrong_type("scope")),
     }
     match claims.get("scp") {
         None => {}
-        Some(Value::String(s)) => all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into)),
+        Some(Value::String(s)) => {
+            all.extend(s.split(' ').filter(|s| !s.is_empty()).map(Into::into))
+        }
         Some(Value::Array(items)) => {
             for item in items {
                 match item {
@@ -333,7 +338,10 @@ mod tests {
     use serde_json::json;
 
     fn principal(v: Value) -> Result<Principal, AuthError> {
-        Principal::from_claims(v.as_object().unwrap().clone(), TokenFingerprint::of_bytes(b"t"))
+        Principal::from_claims(
+            v.as_object().unwrap().clone(),
+            TokenFingerprint::of_bytes(b"t"),
+        )
     }
 
     #[test]

@@ -497,7 +497,11 @@ impl Renderer {
 
     /// Renders `err` for `req`: a gRPC trailers-only response for gRPC calls, an RFC 6750
     /// response otherwise. The error is stored in the response extensions.
-    pub fn render<ReqBody, B>(&self, req: &Request<ReqBody>, err: AuthError) -> Response<AuthBody<B>> {
+    pub fn render<ReqBody, B>(
+        &self,
+        req: &Request<ReqBody>,
+        err: AuthError,
+    ) -> Response<AuthBody<B>> {
         if Self::is_grpc(req) {
             self.render_grpc(err)
         } else {
@@ -529,10 +533,9 @@ impl Renderer {
                 | ErrorClass::InvalidRequest
                 | ErrorClass::InvalidToken
                 | ErrorClass::InsufficientScope
-        ) {
-            if let Ok(v) = HeaderValue::try_from(self.challenge(&err)) {
-                headers.insert(WWW_AUTHENTICATE, v);
-            }
+        ) && let Ok(v) = HeaderValue::try_from(self.challenge(&err))
+        {
+            headers.insert(WWW_AUTHENTICATE, v);
         }
         if let Some(retry) = err.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(retry)));
@@ -553,8 +556,7 @@ impl Renderer {
             message.push_str(": requires ");
             message.push_str(scope);
         }
-        let encoded =
-            percent_encoding::utf8_percent_encode(&message, GRPC_MESSAGE_SET).to_string();
+        let encoded = percent_encoding::utf8_percent_encode(&message, GRPC_MESSAGE_SET).to_string();
         if let Ok(v) = HeaderValue::try_from(encoded) {
             headers.insert(GRPC_MESSAGE, v);
         }

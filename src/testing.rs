@@ -65,10 +65,12 @@ impl TestIssuer {
                 Signer::Hmac(secret)
             }
             Algorithm::ES256 => Signer::Ec(
-                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"),
+                EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .expect("P-256 key"),
             ),
             Algorithm::ES384 => Signer::Ec(
-                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING).expect("P-384 key"),
+                EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)
+                    .expect("P-384 key"),
             ),
             Algorithm::EdDSA => Signer::Ed(Ed25519KeyPair::generate().expect("Ed25519 key")),
             _ => Signer::Rsa(
@@ -156,7 +158,9 @@ impl TestIssuer {
                 let crv = if half == 32 { "P-256" } else { "P-384" };
                 json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=half]), "y": b64(&point[1 + half..])})
             }
-            Signer::Ed(k) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())}),
+            Signer::Ed(k) => {
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(k.public_key().as_ref())})
+            }
         };
         let obj = jwk.as_object_mut().expect("object");
         obj.insert("use".into(), json!("sig"));
@@ -244,10 +248,15 @@ impl TestIssuer {
                     _ => &signature::RSA_PKCS1_SHA256,
                 };
                 let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(padding, &rng, message, &mut sig).expect("RSA signature");
+                k.sign(padding, &rng, message, &mut sig)
+                    .expect("RSA signature");
                 sig
             }
-            Signer::Ec(k) => k.sign(&rng, message).expect("ECDSA signature").as_ref().to_vec(),
+            Signer::Ec(k) => k
+                .sign(&rng, message)
+                .expect("ECDSA signature")
+                .as_ref()
+                .to_vec(),
             Signer::Ed(k) => k.sign(message).as_ref().to_vec(),
         }
     }

@@ -100,7 +100,9 @@ where
             State::Calling { .. } => "Calling",
             State::Rejected { .. } => "Rejected",
         };
-        f.debug_struct("ResponseFuture").field("state", &state).finish()
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -153,7 +155,9 @@ where
                     grpc,
                     shared,
                 } => {
-                    let error = error.take().expect("ResponseFuture polled after completion");
+                    let error = error
+                        .take()
+                        .expect("ResponseFuture polled after completion");
                     let res = if *grpc {
                         shared.renderer.render_grpc(error)
                     } else {

@@ -88,7 +88,12 @@ where
 }
 
 impl<S> BearerAuth<S> {
-    fn reject<ReqBody>(&self, err: AuthError, grpc: bool, start: Instant) -> ResponseFuture<S, ReqBody>
+    fn reject<ReqBody>(
+        &self,
+        err: AuthError,
+        grpc: bool,
+        start: Instant,
+    ) -> ResponseFuture<S, ReqBody>
     where
         S: tower_service::Service<Request<ReqBody>>,
     {

@@ -190,9 +190,16 @@ impl JwtBuilder {
             return Err(e);
         }
         if self.keys.is_empty() {
-            return Err(ConfigError::new("a JWT authenticator needs at least one key"));
+            return Err(ConfigError::new(
+                "a JWT authenticator needs at least one key",
+            ));
         }
-        if self.issuers.iter().chain(&self.audiences).any(String::is_empty) {
+        if self
+            .issuers
+            .iter()
+            .chain(&self.audiences)
+            .any(String::is_empty)
+        {
             return Err(ConfigError::new("issuer and audience must not be empty"));
         }
         install_crypto_provider();
@@ -288,11 +295,18 @@ impl Jwt {
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
         let bytes = token.as_bytes();
         let mut parts = bytes.split(|b| *b == b'.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(err(AuthErrorKind::MalformedToken));
         };
-        if h.is_empty() || p.is_empty() || s.is_empty() || !is_b64url(h) || !is_b64url(p) || !is_b64url(s) {
+        if h.is_empty()
+            || p.is_empty()
+            || s.is_empty()
+            || !is_b64url(h)
+            || !is_b64url(p)
+            || !is_b64url(s)
+        {
             return Err(err(AuthErrorKind::MalformedToken));
         }
         let signing_input = &bytes[..h.len() + 1 + p.len()];
@@ -335,7 +349,9 @@ impl Jwt {
             Some(_) => return Err(err(AuthErrorKind::MalformedToken)),
         };
         if inner.require_at_jwt
-            && !typ.is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+            && !typ.is_some_and(|t| {
+                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+            })
         {
             return Err(err(AuthErrorKind::InvalidTokenType));
         }
@@ -355,7 +371,12 @@ impl Jwt {
         // `s` is checked to be base64url; jsonwebtoken decodes it strictly (no padding,
         // canonical trailing bits) and verifies with the key's own algorithm.
         let signature = std::str::from_utf8(s).map_err(|_| err(AuthErrorKind::MalformedToken))?;
-        match jsonwebtoken::crypto::verify(signature, signing_input, key.decoding_key(), key.algorithm()) {
+        match jsonwebtoken::crypto::verify(
+            signature,
+            signing_input,
+            key.decoding_key(),
+            key.algorithm(),
+        ) {
             Ok(true) => {}
             Ok(false) | Err(_) => return Err(err(AuthErrorKind::InvalidSignature)),
         }
@@ -372,29 +393,31 @@ impl Jwt {
         let date = |name: &'static str| -> Result<Option<f64>, AuthError> {
             match claims.get(name) {
                 None => Ok(None),
-                Some(v) => numeric_date(v)
-                    .map(Some)
-                    .ok_or_else(|| claim_err(AuthErrorKind::InvalidClaimType, "invalid time claim")),
+                Some(v) => numeric_date(v).map(Some).ok_or_else(|| {
+                    claim_err(AuthErrorKind::InvalidClaimType, "invalid time claim")
+                }),
             }
         };
 
-        let exp = date("exp")?.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing exp claim"))?;
+        let exp = date("exp")?
+            .ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing exp claim"))?;
         if now >= exp + leeway {
             return Err(err(AuthErrorKind::Expired));
         }
-        if let Some(nbf) = date("nbf")? {
-            if nbf > now + leeway {
-                return Err(err(AuthErrorKind::NotYetValid));
-            }
+        if let Some(nbf) = date("nbf")?
+            && nbf > now + leeway
+        {
+            return Err(err(AuthErrorKind::NotYetValid));
         }
         let iat = date("iat")?;
-        if let Some(iat) = iat {
-            if iat > now + leeway {
-                return Err(err(AuthErrorKind::IssuedInFuture));
-            }
+        if let Some(iat) = iat
+            && iat > now + leeway
+        {
+            return Err(err(AuthErrorKind::IssuedInFuture));
         }
         if let Some(max) = inner.max_lifetime {
-            let iat = iat.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing iat claim"))?;
+            let iat =
+                iat.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing iat claim"))?;
             if exp - iat > max {
                 return Err(err(AuthErrorKind::LifetimeExceeded));
             }
@@ -408,17 +431,28 @@ impl Jwt {
                         return Err(err(AuthErrorKind::InvalidIssuer));
                     }
                 }
-                Some(_) => return Err(claim_err(AuthErrorKind::InvalidClaimType, "invalid iss claim")),
+                Some(_) => {
+                    return Err(claim_err(
+                        AuthErrorKind::InvalidClaimType,
+                        "invalid iss claim",
+                    ));
+                }
             }
         } else if claims.get("iss").is_some_and(|v| !v.is_string()) {
-            return Err(claim_err(AuthErrorKind::InvalidClaimType, "invalid iss claim"));
+            return Err(claim_err(
+                AuthErrorKind::InvalidClaimType,
+                "invalid iss claim",
+            ));
         }
 
         self.check_audience(claims.get("aud"))?;
 
         for name in &inner.required_claims {
             if !claims.contains_key(name) {
-                return Err(claim_err(AuthErrorKind::MissingClaim, "required claim missing"));
+                return Err(claim_err(
+                    AuthErrorKind::MissingClaim,
+                    "required claim missing",
+                ));
             }
         }
         Ok(())
@@ -449,7 +483,10 @@ impl Jwt {
                 Err(err(AuthErrorKind::InvalidAudience))
             };
         }
-        if values.iter().any(|v| inner.audiences.iter().any(|a| a == v)) {
+        if values
+            .iter()
+            .any(|v| inner.audiences.iter().any(|a| a == v))
+        {
             Ok(())
         } else {
             Err(err(AuthErrorKind::InvalidAudience))

@@ -89,10 +89,9 @@ impl Future for Authentication {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.0 {
-            State::Ready(r) => Poll::Ready(
-                r.take()
-                    .expect("Authentication polled after completion"),
-            ),
+            State::Ready(r) => {
+                Poll::Ready(r.take().expect("Authentication polled after completion"))
+            }
             State::Pending(f) => f.as_mut().poll(cx),
         }
     }

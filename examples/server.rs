@@ -1,0 +1,590 @@
+//! The reference server: an axum API behind `BearerAuthLayer`.
+//!
+//! Run with
+//!
+//! ```not_rust
+//! cargo run --example server
+//! ```
+//!
+//! With no key source this starts in **dev mode**: it generates an ES256 signing key, prints
+//! ready-made tokens with different scopes and `curl` lines (each ending in `# expect STATUS`),
+//! then `listening on http://ADDR`. Paste the `curl` lines in another shell, in order.
+//!
+//! To verify tokens from a real issuer instead:
+//!
+//! ```not_rust
+//! cargo run --example server -- --key-file public.pem --issuer https://issuer.example --audience api://items
+//! cargo run --example server -- --key-file jwks.json --issuer https://issuer.example --audience api://items
+//! ```
+//!
+//! Options:
+//!
+//! ```not_rust
+//! --bind ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
+//! --key-file PATH    a PEM public key, or a JWK Set (JSON) file; none given = dev mode
+//! --issuer ISS       required `iss` (dev mode default: tower-bearer-dev)
+//! --audience AUD     required `aud` (dev mode default: tower-bearer-dev)
+//! --help             this help
+//! ```
+//!
+//! Routes:
+//!
+//! | route | needs |
+//! |---|---|
+//! | `GET /health` | nothing |
+//! | `GET /me` | any valid token |
+//! | `GET /items` | scope `items:read` |
+//! | `POST /items` (`{"name": "..."}`) | scope `items:write` |
+//! | `DELETE /items/{id}` | scopes `items:write` and `admin` |
+//! | `POST /revoke` (`{"jti": "..."}`) | scope `admin` |
+//!
+//! Logs (including the audit events of target `tower_bearer::audit`) go to stderr; set
+//! `RUST_LOG` to change the filter, e.g. `RUST_LOG=info,tower_bearer::audit=debug` to see
+//! accepted requests too. The server stops cleanly on Ctrl-C and SIGTERM.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tower_bearer::extract::BearerToken;
+use tower_bearer::keys::{Key, KeySet};
+use tower_bearer::reject::Renderer;
+use tower_bearer::testing::{TestIssuer, claims};
+use tower_bearer::validate::Jwt;
+use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
+
+/// The realm named in every challenge this server sends.
+const REALM: &str = "tower-bearer";
+/// Issuer and audience of dev-mode tokens.
+const DEV_NAME: &str = "tower-bearer-dev";
+/// Lifetime of dev-mode tokens.
+const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Most revoked token ids remembered at once.
+const MAX_REVOKED: usize = 100_000;
+/// How long a revoked token id is remembered when the token's own `exp` is not known yet
+/// (the revocation request carries only the `jti`). Longer than any token dev mode mints; an
+/// entry is extended to the token's `exp` whenever the revoked token is presented.
+const REVOCATION_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+const USAGE: &str = "\
+usage: server [--bind ADDR] [--key-file PATH] [--issuer ISS] [--audience AUD]
+
+  --bind ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
+  --key-file PATH    a PEM public key, or a JWK Set (JSON) file; none given = dev mode
+                     (a signing key is generated and ready tokens are printed)
+  --issuer ISS       required `iss` claim (dev mode default: tower-bearer-dev)
+  --audience AUD     required `aud` claim (dev mode default: tower-bearer-dev)
+  --help             print this help
+";
+
+#[derive(Debug)]
+struct Options {
+    bind: SocketAddr,
+    key_file: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+/// Parses the command line; `Err(code)` means: exit now with this code.
+fn parse_args() -> Result<Options, ExitCode> {
+    let mut opts = Options {
+        bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        key_file: None,
+        issuer: None,
+        audience: None,
+    };
+    let usage_error = |msg: String| {
+        eprintln!("error: {msg}\n\n{USAGE}");
+        ExitCode::from(2)
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        if flag == "--help" || flag == "-h" {
+            print!("{USAGE}");
+            return Err(ExitCode::SUCCESS);
+        }
+        if !matches!(
+            flag.as_str(),
+            "--bind" | "--key-file" | "--issuer" | "--audience"
+        ) {
+            return Err(usage_error(format!("unknown argument `{arg}`")));
+        }
+        let Some(value) = inline.or_else(|| args.next()) else {
+            return Err(usage_error(format!("`{flag}` needs a value")));
+        };
+        if value.is_empty() {
+            return Err(usage_error(format!("`{flag}` needs a non-empty value")));
+        }
+        match flag.as_str() {
+            "--bind" => {
+                opts.bind = value.parse().map_err(|_| {
+                    usage_error(format!(
+                        "`--bind {value}` is not an address like 127.0.0.1:3000"
+                    ))
+                })?;
+            }
+            "--key-file" => opts.key_file = Some(value),
+            "--issuer" => opts.issuer = Some(value),
+            _ => opts.audience = Some(value),
+        }
+    }
+    Ok(opts)
+}
+
+/// Reads `--key-file`: a JWK Set when it starts with `{`, a PEM public key otherwise.
+fn load_keys(path: &str) -> Result<KeySet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {path}: {e}"))?;
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| format!("{path}: a JWK Set must be UTF-8"))?;
+        KeySet::from_jwks_json(text).map_err(|e| format!("{path}: {e}"))
+    } else {
+        let key = Key::from_pem(&bytes, None).map_err(|e| format!("{path}: {e}"))?;
+        KeySet::new().with(key).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Revoked token ids, each with the time (unix seconds) after which it no longer matters.
+///
+/// A stand-in: the crate's lifecycle module (shared revocation state, Redis) will replace it.
+#[derive(Debug, Default)]
+struct Revocations {
+    until: Mutex<HashMap<String, u64>>,
+}
+
+#[derive(Debug)]
+struct RevocationListFull;
+
+impl Revocations {
+    fn revoke(&self, jti: &str) -> Result<(), RevocationListFull> {
+        let now = unix_seconds(SystemTime::now());
+        let until = now + REVOCATION_RETENTION.as_secs();
+        let mut map = self.until.lock().expect("revocation lock");
+        map.retain(|_, exp| *exp > now);
+        if map.len() >= MAX_REVOKED && !map.contains_key(jti) {
+            // Forgetting an entry would silently un-revoke a token: refuse instead.
+            return Err(RevocationListFull);
+        }
+        let entry = map.entry(jti.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+        Ok(())
+    }
+
+    /// Whether `principal`'s token was revoked. Extends the entry to the token's own expiry,
+    /// now that it is known.
+    fn is_revoked(&self, principal: &Principal) -> bool {
+        let Some(jti) = principal.token_id() else {
+            return false;
+        };
+        let mut map = self.until.lock().expect("revocation lock");
+        match map.get_mut(jti) {
+            Some(until) => {
+                if let Some(exp) = principal.expires_at() {
+                    // + the verifier's default leeway.
+                    *until = (*until).max(unix_seconds(exp) + 60);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AppState {
+    items: Mutex<Vec<Value>>,
+    next_id: Mutex<u64>,
+    revocations: Arc<Revocations>,
+}
+
+type Shared = Arc<AppState>;
+
+/// A refusal from a handler.
+enum Rejection {
+    /// Rendered like the layer's own rejections, with the same realm (`AuthError` is itself an
+    /// axum response, but one rendered with the default realm `api`).
+    Auth(AuthError),
+    /// A 400 with a JSON error body.
+    BadRequest(String),
+}
+
+impl From<AuthError> for Rejection {
+    fn from(err: AuthError) -> Self {
+        Self::Auth(err)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Auth(err) => Renderer::new(REALM).render_http::<Body>(err).map(Body::new),
+            Self::BadRequest(description) => {
+                let body = json!({"error": "invalid_request", "error_description": description});
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+/// Refuses with 403 `insufficient_scope` unless the token has every scope of `needed`; the
+/// challenge names all of them (RFC 6750 §3.1).
+fn require(principal: &Principal, needed: &[&str]) -> Result<(), AuthError> {
+    if principal.scopes().contains_all(needed.iter().copied()) {
+        Ok(())
+    } else {
+        Err(AuthError::insufficient_scope(needed.join(" ")))
+    }
+}
+
+/// Parses a JSON object body and reads one string member of it.
+fn string_member(body: &Bytes, name: &str) -> Result<String, Rejection> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| Rejection::BadRequest("body must be a JSON object".into()))?;
+    match value.get(name) {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Ok(s.clone()),
+        _ => Err(Rejection::BadRequest(format!(
+            "`{name}` must be a non-empty string of at most 256 bytes"
+        ))),
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn me(principal: Principal) -> Json<Value> {
+    Json(json!({
+        "sub": principal.subject(),
+        "client_id": principal.client_id(),
+        "scopes": principal.scopes().iter().collect::<Vec<_>>(),
+        "exp": principal.expires_at().map(unix_seconds),
+    }))
+}
+
+async fn list_items(
+    State(state): State<Shared>,
+    principal: Principal,
+) -> Result<Json<Value>, Rejection> {
+    require(&principal, &["items:read"])?;
+    let items = state.items.lock().expect("items lock").clone();
+    Ok(Json(Value::Array(items)))
+}
+
+async fn create_item(
+    State(state): State<Shared>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), Rejection> {
+    require(&principal, &["items:write"])?;
+    let name = string_member(&body, "name")?;
+    let id = {
+        let mut next = state.next_id.lock().expect("id lock");
+        *next += 1;
+        *next - 1
+    };
+    let item = json!({"id": id, "name": name, "created_by": principal.subject()});
+    state.items.lock().expect("items lock").push(item.clone());
+    Ok((StatusCode::CREATED, Json(item)))
+}
+
+async fn delete_item(
+    State(state): State<Shared>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Rejection> {
+    require(&principal, &["items:write", "admin"])?;
+    let Ok(id) = id.parse::<u64>() else {
+        return Ok(StatusCode::NOT_FOUND);
+    };
+    let mut items = state.items.lock().expect("items lock");
+    let before = items.len();
+    items.retain(|item| item["id"].as_u64() != Some(id));
+    Ok(if items.len() < before {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    })
+}
+
+async fn revoke(
+    State(state): State<Shared>,
+    principal: Principal,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    require(&principal, &["admin"])?;
+    let jti = string_member(&body, "jti")?;
+    match state.revocations.revoke(&jti) {
+        Ok(()) => {
+            tracing::info!(revoked_by = principal.subject(), %jti, "token revoked");
+            Ok(Json(json!({"revoked": jti})).into_response())
+        }
+        Err(RevocationListFull) => Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "temporarily_unavailable", "error_description": "revocation list full"})),
+        )
+            .into_response()),
+    }
+}
+
+/// Tokens minted in dev mode, and the `curl` lines that exercise them.
+fn dev_banner(issuer: &TestIssuer, iss: &str, aud: &str, addr: SocketAddr) -> String {
+    let mint = |sub: &str, scope: &str| {
+        let c = claims(sub, scope, DEV_TOKEN_LIFETIME)
+            .iss(iss)
+            .aud(aud)
+            .client_id("dev-cli");
+        let jti = Value::from(&c)["jti"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (issuer.mint(c), jti)
+    };
+    let (reader, reader_jti) = mint("reader", "items:read");
+    let (writer, _) = mint("writer", "items:read items:write");
+    let (admin, _) = mint("admin", "items:read items:write admin");
+    let (nobody, _) = mint("nobody", "");
+
+    let url = |path: &str| format!("http://{addr}{path}");
+    let bearer = |token: &str| format!(" -H 'Authorization: Bearer {token}'");
+    let json_body = |body: &str| format!(" -H 'Content-Type: application/json' -d '{body}'");
+    let curl = |method: &str, auth: &str, body: &str, path: &str, expect: u16| {
+        let method = if method == "GET" {
+            String::new()
+        } else {
+            format!(" -X {method}")
+        };
+        format!(
+            "curl -s -o /dev/null -w '%{{http_code}}\\n'{method}{auth}{body} {}   # expect {expect}\n",
+            url(path)
+        )
+    };
+
+    let mut out = String::new();
+    out.push_str(&format!(
+        "dev mode: ES256 key \"dev-1\" generated at start; iss \"{iss}\", aud \"{aud}\"; tokens valid {} s\n\n",
+        DEV_TOKEN_LIFETIME.as_secs()
+    ));
+    for (name, scope, token) in [
+        ("READER", "items:read", &reader),
+        ("WRITER", "items:read items:write", &writer),
+        ("ADMIN", "items:read items:write admin", &admin),
+        ("NOSCOPE", "", &nobody),
+    ] {
+        out.push_str(&format!("# scope \"{scope}\"\n{name}_TOKEN={token}\n"));
+    }
+    out.push_str("\n# try it (status codes in order):\n");
+    let item = r#"{"name":"pear"}"#;
+    let lines = [
+        curl("GET", "", "", "/health", 200),
+        curl("GET", "", "", "/me", 401),
+        curl("GET", &bearer("not-a-jwt"), "", "/me", 401),
+        curl("GET", " -H 'Authorization: Bearer ***'", "", "/me", 400),
+        curl("GET", &bearer(&reader), "", "/me", 200),
+        curl("GET", &bearer(&nobody), "", "/items", 403),
+        curl("GET", &bearer(&reader), "", "/items", 200),
+        curl("POST", &bearer(&reader), &json_body(item), "/items", 403),
+        curl("POST", &bearer(&writer), &json_body(item), "/items", 201),
+        curl("DELETE", &bearer(&writer), "", "/items/1", 403),
+        curl("DELETE", &bearer(&admin), "", "/items/1", 204),
+        curl(
+            "POST",
+            &bearer(&writer),
+            &json_body(&format!(r#"{{"jti":"{reader_jti}"}}"#)),
+            "/revoke",
+            403,
+        ),
+        curl(
+            "POST",
+            &bearer(&admin),
+            &json_body("not json"),
+            "/revoke",
+            400,
+        ),
+        curl(
+            "POST",
+            &bearer(&admin),
+            &json_body(&format!(r#"{{"jti":"{reader_jti}"}}"#)),
+            "/revoke",
+            200,
+        ),
+        curl("GET", &bearer(&reader), "", "/items", 401),
+    ];
+    for line in lines {
+        out.push_str(&line);
+    }
+    out.push('\n');
+    out
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(opts) => opts,
+        Err(code) => return code,
+    };
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,tower_bearer::audit=info")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    // Key source: a file, or a key generated now (dev mode).
+    let dev_issuer = opts
+        .key_file
+        .is_none()
+        .then(|| TestIssuer::es256().with_kid("dev-1"));
+    let keys = match (&opts.key_file, &dev_issuer) {
+        (Some(path), _) => match load_keys(path) {
+            Ok(keys) => keys,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(issuer)) => KeySet::new().with(issuer.key()).expect("one key"),
+        (None, None) => unreachable!("dev mode has an issuer"),
+    };
+    let (iss, aud) = if dev_issuer.is_some() {
+        (
+            Some(opts.issuer.clone().unwrap_or_else(|| DEV_NAME.to_owned())),
+            Some(opts.audience.clone().unwrap_or_else(|| DEV_NAME.to_owned())),
+        )
+    } else {
+        (opts.issuer.clone(), opts.audience.clone())
+    };
+
+    let mut builder = Jwt::builder().keys(keys);
+    if let Some(iss) = &iss {
+        builder = builder.issuer(iss.as_str());
+    }
+    match &aud {
+        Some(aud) => builder = builder.audience(aud.as_str()),
+        None => {
+            eprintln!("warning: no --audience given: tokens issued for ANY audience are accepted");
+            builder = builder.any_audience();
+        }
+    }
+    let jwt = match builder.build() {
+        Ok(jwt) => jwt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // The JWT checks, then the revocation list. A closure is an `Authenticator` too.
+    let revocations = Arc::new(Revocations::default());
+    let authenticator = {
+        let revocations = revocations.clone();
+        move |token: &BearerToken| {
+            let result = jwt.verify(token.as_str()).and_then(|principal| {
+                if revocations.is_revoked(&principal) {
+                    Err(AuthError::new(AuthErrorKind::Revoked)
+                        .with_context(principal.fingerprint()))
+                } else {
+                    Ok(principal)
+                }
+            });
+            async move { result }
+        }
+    };
+
+    let state = Arc::new(AppState {
+        items: Mutex::new(vec![
+            json!({"id": 1, "name": "apple", "created_by": "seed"}),
+            json!({"id": 2, "name": "banana", "created_by": "seed"}),
+        ]),
+        next_id: Mutex::new(3),
+        revocations,
+    });
+
+    let protected = Router::new()
+        .route("/me", get(me))
+        .route("/items", get(list_items).post(create_item))
+        .route("/items/{id}", delete(delete_item))
+        .route("/revoke", post(revoke))
+        .with_state(state)
+        .layer(BearerAuthLayer::new(authenticator).realm(REALM));
+    // `/health` is merged in from outside the layer: it never sees a token check.
+    let app = Router::new().route("/health", get(health)).merge(protected);
+
+    let listener = match tokio::net::TcpListener::bind(opts.bind).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot bind {}: {e}", opts.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut stdout = std::io::stdout().lock();
+    if let (Some(issuer), Some(iss), Some(aud)) = (&dev_issuer, &iss, &aud) {
+        let _ = stdout.write_all(dev_banner(issuer, iss, aud, addr).as_bytes());
+    }
+    let _ = writeln!(stdout, "listening on http://{addr}");
+    let _ = stdout.flush();
+    drop(stdout);
+
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+    {
+        tracing::error!("server error: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,594 @@
+//! Black-box tests of `examples/server.rs`: the built binary is started on an ephemeral port
+//! of 127.0.0.1 and driven over the network, as a user would. Every process started here is
+//! killed and reaped by a guard, and every wait is bounded.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{OnceLock, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tower_bearer::testing::{TestIssuer, claims};
+
+/// How long the server may take to print `listening on`.
+const STARTUP: Duration = Duration::from_secs(60);
+/// How long one HTTP exchange may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `cargo build --example server` may take when the binary is stale.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+// --- locating the binary ----------------------------------------------------------------------
+
+/// Waits for `child` up to `timeout`; `None` when it is still running.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The example binary, next to this test binary: `target/[TRIPLE/]PROFILE/examples/server`.
+///
+/// A plain `cargo test` builds examples before running integration tests, but
+/// `cargo test --test server_example` does not, so this asks cargo for it first, with the
+/// crate features this test was built with (a no-op when the binary is fresh).
+fn server_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(locate_and_build).clone()
+}
+
+fn locate_and_build() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    build_example(profile_dir);
+    assert!(
+        binary.is_file(),
+        "example binary not found at {}: build it with `cargo build --example server` \
+         (a plain `cargo test` builds examples)",
+        binary.display()
+    );
+    binary
+}
+
+fn build_example(profile_dir: &Path) {
+    let features: Vec<&str> = [
+        ("aws-lc-rs", cfg!(feature = "aws-lc-rs")),
+        ("rust-crypto", cfg!(feature = "rust-crypto")),
+        ("axum", cfg!(feature = "axum")),
+        ("tonic", cfg!(feature = "tonic")),
+        ("testing", cfg!(feature = "testing")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "server",
+            "--no-default-features",
+        ])
+        .args(["--features", &features.join(",")])
+        .stdin(Stdio::null());
+    // Same target directory, target triple and profile as this test binary.
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let mut target_dir = profile_dir.parent().expect("target dir");
+    if !target_dir.join("CACHEDIR.TAG").exists()
+        && let (Some(triple), Some(parent)) = (target_dir.file_name(), target_dir.parent())
+        && parent.join("CACHEDIR.TAG").exists()
+    {
+        cmd.arg("--target").arg(triple);
+        target_dir = parent;
+    }
+    cmd.arg("--target-dir").arg(target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let mut child = cmd.spawn().expect("run cargo build --example server");
+    match wait_timeout(&mut child, BUILD_TIMEOUT) {
+        Some(status) => assert!(
+            status.success(),
+            "`cargo build --example server` failed: {status}"
+        ),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`cargo build --example server` took longer than {BUILD_TIMEOUT:?}");
+        }
+    }
+}
+
+// --- the server process ------------------------------------------------------------------------
+
+/// A running server; killed and reaped when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Everything printed to stdout up to and including `listening on http://ADDR`.
+    stdout: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the example with `args` and waits for `listening on http://ADDR`.
+    fn start(args: &[&str]) -> Server {
+        let child = Command::new(server_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the server example");
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stdout: Vec::new(),
+        };
+        let stdout = server.child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        // Drains stdout for the life of the process; ends at EOF.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = line.strip_prefix("listening on http://").map(str::to_owned);
+                    server.stdout.push(line);
+                    if let Some(addr) = addr {
+                        server.addr = addr.trim().parse().expect("listening address");
+                        assert!(server.addr.ip().is_loopback(), "bound {}", server.addr);
+                        assert_ne!(server.addr.port(), 0);
+                        return server;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no `listening on` after {STARTUP:?}; stdout so far: {:#?}",
+                        server.stdout
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = wait_timeout(&mut server.child, Duration::from_secs(5));
+                    panic!(
+                        "the server exited ({status:?}) before listening; stdout: {:#?}",
+                        server.stdout
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Runs the example to completion (for argument errors), bounded in time.
+fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(server_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server example");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let Some(status) = wait_timeout(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("server {args:?} did not exit");
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+// --- a minimal HTTP/1.1 client -----------------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`), read to the end.
+fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("end of headers");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        s = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
+
+// --- temporary key files -----------------------------------------------------------------------
+
+/// A file in the temp dir with a unique name, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(ext: &str, contents: &str) -> TempFile {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let name = format!(
+            "tower-bearer-server-example-{}-{nanos}-{}.{ext}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+// --- tests -------------------------------------------------------------------------------------
+
+/// Dev mode: every printed `curl` line, run in order, answers the status it announces.
+#[test]
+fn dev_mode_curl_lines_answer_as_announced() {
+    let server = Server::start(&["--bind", "127.0.0.1:0"]);
+    let curls: Vec<(String, u16)> = server
+        .stdout
+        .iter()
+        .filter(|l| l.starts_with("curl "))
+        .map(|line| {
+            let (cmd, expect) = line
+                .rsplit_once("# expect ")
+                .unwrap_or_else(|| panic!("curl line without `# expect`: {line}"));
+            let expect = expect
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("bad status in {line}"));
+            assert!(
+                cmd.contains(&format!("http://{}/", server.addr)),
+                "curl line does not target the bound address {}: {line}",
+                server.addr
+            );
+            (cmd.trim_end().to_owned(), expect)
+        })
+        .collect();
+
+    assert!(
+        curls.len() >= 10,
+        "only {} curl lines: {:#?}",
+        curls.len(),
+        server.stdout
+    );
+    for status in [200, 400, 401, 403] {
+        assert!(
+            curls.iter().any(|(_, s)| *s == status),
+            "no curl line expects {status}"
+        );
+    }
+    // Four ready tokens are printed before the curl lines.
+    let tokens = server
+        .stdout
+        .iter()
+        .filter(|l| l.contains("_TOKEN=ey"))
+        .count();
+    assert!(
+        tokens >= 4,
+        "expected at least 4 printed tokens, got {tokens}"
+    );
+
+    for (i, (cmd, expect)) in curls.iter().enumerate() {
+        let cmd = format!("curl --max-time 5 {}", &cmd["curl ".len()..]);
+        let out = Command::new("sh")
+            .args(["-c", &cmd])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run sh -c curl");
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(
+            got,
+            expect.to_string(),
+            "curl line {} answered {got}, expected {expect}: {cmd}",
+            i + 1
+        );
+    }
+}
+
+/// `--key-file` with a PEM public key: real issuer settings, RFC 6750 challenges.
+#[test]
+fn key_file_pem_verifies_tokens_and_challenges() {
+    let issuer = TestIssuer::rs256().with_kid("rsa-1");
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let iss = "https://issuer.test";
+    let aud = "api://items";
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        pem.path(),
+        "--issuer",
+        iss,
+        "--audience",
+        aud,
+    ]);
+    // Not dev mode: no tokens printed.
+    assert!(
+        !server
+            .stdout
+            .iter()
+            .any(|l| l.contains("_TOKEN=") || l.starts_with("curl ")),
+        "{:#?}",
+        server.stdout
+    );
+
+    let health = http(server.addr, "GET", "/health", None);
+    assert_eq!(health.status, 200, "{health:?}");
+
+    let token = issuer.mint(
+        claims("alice", "items:read", Duration::from_secs(300))
+            .iss(iss)
+            .aud(aud),
+    );
+    let me = http(server.addr, "GET", "/me", Some(&token));
+    assert_eq!(me.status, 200, "{me:?}");
+    let json: serde_json::Value = serde_json::from_str(&me.body).expect("JSON /me");
+    assert_eq!(json["sub"], "alice");
+    assert_eq!(json["scopes"], serde_json::json!(["items:read"]));
+    assert!(json["exp"].is_u64(), "{json}");
+    assert!(json.get("client_id").is_some(), "{json}");
+
+    let items = http(server.addr, "GET", "/items", Some(&token));
+    assert_eq!(items.status, 200, "{items:?}");
+    let denied = http(server.addr, "DELETE", "/items/1", Some(&token));
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let challenge = denied.header("www-authenticate").expect("challenge on 403");
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(r#"scope="items:write admin""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains(r#"realm="tower-bearer""#), "{challenge}");
+
+    let other_aud = issuer.mint(
+        claims("alice", "items:read", Duration::from_secs(300))
+            .iss(iss)
+            .aud("api://other"),
+    );
+    let wrong = http(server.addr, "GET", "/me", Some(&other_aud));
+    assert_eq!(wrong.status, 401, "{wrong:?}");
+    let challenge = wrong.header("www-authenticate").expect("challenge on 401");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+
+    let none = http(server.addr, "GET", "/me", None);
+    assert_eq!(none.status, 401, "{none:?}");
+    assert_eq!(
+        none.header("www-authenticate"),
+        Some(r#"Bearer realm="tower-bearer""#)
+    );
+}
+
+/// `--key-file` with a JWK Set (detected by its leading `{`).
+#[test]
+fn key_file_jwks_verifies_tokens() {
+    let issuer = TestIssuer::rs256().with_kid("rsa-jwks");
+    let other = TestIssuer::es256().with_kid("ec-jwks");
+    let jwks = TempFile::new("json", &TestIssuer::jwks(&[&issuer, &other]).to_string());
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        jwks.path(),
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "api://items",
+    ]);
+    for signer in [&issuer, &other] {
+        let token = signer.mint(
+            claims("bob", "", Duration::from_secs(300))
+                .iss("https://issuer.test")
+                .aud("api://items"),
+        );
+        let me = http(server.addr, "GET", "/me", Some(&token));
+        assert_eq!(me.status, 200, "{me:?}");
+        assert!(me.body.contains(r#""sub":"bob""#), "{}", me.body);
+    }
+}
+
+/// SIGTERM stops the server cleanly (exit status 0).
+#[cfg(unix)]
+#[test]
+fn sigterm_exits_cleanly() {
+    let mut server = Server::start(&["--bind", "127.0.0.1:0"]);
+    assert_eq!(http(server.addr, "GET", "/health", None).status, 200);
+    let pid = server.child.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success(), "kill -TERM {pid}: {kill}");
+    let status = wait_timeout(&mut server.child, Duration::from_secs(15))
+        .expect("the server did not exit within 15 s of SIGTERM");
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+/// Command-line mistakes: usage errors exit 2, configuration errors exit 1.
+#[test]
+fn bad_arguments_are_refused() {
+    for args in [
+        &["--bogus"][..],
+        &["--bind"],
+        &["--bind", "not-an-address"],
+        &["--issuer", ""],
+    ] {
+        let (status, stderr) = run_to_exit(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {status}; {stderr}");
+        assert!(stderr.contains("usage:"), "{args:?}: {stderr}");
+    }
+
+    let (status, stderr) = run_to_exit(&["--key-file", "/nonexistent/tower-bearer/key.pem"]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("key.pem"), "{stderr}");
+
+    let garbage = TempFile::new("pem", "not a key\n");
+    let (status, stderr) = run_to_exit(&["--key-file", garbage.path()]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+
+    let (status, _) = run_to_exit(&["--help"]);
+    assert!(status.success(), "--help: {status}");
+}
+
+/// Without `--audience`, a key-file server warns that any audience is accepted.
+#[test]
+fn missing_audience_is_warned_about() {
+    let issuer = TestIssuer::es256();
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("EC has a PEM"));
+    let mut child = Command::new(server_binary())
+        .args(["--bind", "127.0.0.1:0", "--key-file", pem.path()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the server example");
+    let stderr = child.stderr.take().expect("piped stderr");
+    // Kill and reap whatever happens below.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _reap = Reap(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no audience warning on stderr");
+        if line.contains("any audience") || line.contains("ANY audience") {
+            break;
+        }
+    }
+}

@@ -435,28 +435,29 @@ fn dev_banner(issuer: &TestIssuer, iss: &str, aud: &str, addr: SocketAddr) -> St
     out
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Installs the Ctrl-C and SIGTERM handlers now, before `listening on` is printed (so a signal
+/// sent right after it is not lost), and resolves on the first of them.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
 }
 
 #[tokio::main]
@@ -571,6 +572,14 @@ async fn main() -> ExitCode {
         }
     };
 
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
     let mut stdout = std::io::stdout().lock();
     if let (Some(issuer), Some(iss), Some(aud)) = (&dev_issuer, &iss, &aud) {
         let _ = stdout.write_all(dev_banner(issuer, iss, aud, addr).as_bytes());
@@ -580,7 +589,7 @@ async fn main() -> ExitCode {
     drop(stdout);
 
     if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
     {
         tracing::error!("server error: {e}");

@@ -44,6 +44,8 @@ pub mod validate;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tonic")]

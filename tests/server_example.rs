@@ -512,8 +512,18 @@ fn key_file_jwks_verifies_tokens() {
 #[cfg(unix)]
 #[test]
 fn sigterm_exits_cleanly() {
+    sigterm_after(false);
+    sigterm_after(true);
+}
+
+#[cfg(unix)]
+fn sigterm_after(request_first: bool) {
     let mut server = Server::start(&["--bind", "127.0.0.1:0"]);
-    assert_eq!(http(server.addr, "GET", "/health", None).status, 200);
+    // Without a request first, the signal follows `listening on` at once: the handlers must
+    // already be installed by then.
+    if request_first {
+        assert_eq!(http(server.addr, "GET", "/health", None).status, 200);
+    }
     let pid = server.child.id().to_string();
     let kill = Command::new("kill")
         .args(["-TERM", &pid])

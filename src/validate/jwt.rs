@@ -57,6 +57,8 @@ use crate::validate::{Authentication, Authenticator};
 #[must_use]
 pub struct JwtBuilder {
     keys: KeySet,
+    #[cfg(feature = "jwks")]
+    remote: Option<crate::jwks::RemoteJwks>,
     key_errors: Vec<ConfigError>,
     issuers: Vec<String>,
     audiences: Vec<String>,
@@ -74,8 +76,25 @@ pub struct Jwt {
     inner: Arc<Inner>,
 }
 
+/// Where the verification keys come from.
+enum KeySource {
+    Static(KeySet),
+    #[cfg(feature = "jwks")]
+    Remote(crate::jwks::RemoteJwks),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Static(set) => set.fmt(f),
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(r) => r.fmt(f),
+        }
+    }
+}
+
 struct Inner {
-    keys: KeySet,
+    keys: KeySource,
     issuers: Vec<String>,
     audiences: Vec<String>,
     any_audience: bool,
@@ -101,6 +120,8 @@ impl Default for JwtBuilder {
     fn default() -> Self {
         Self {
             keys: KeySet::new(),
+            #[cfg(feature = "jwks")]
+            remote: None,
             key_errors: Vec::new(),
             issuers: Vec::new(),
             audiences: Vec::new(),
@@ -130,6 +151,14 @@ impl JwtBuilder {
                 self.key_errors.push(e);
             }
         }
+        self
+    }
+
+    /// Takes the keys from a remote JWK Set (feature `jwks`), refreshed on unknown `kid`s.
+    /// A set built by OIDC discovery pins `iss` to the discovered issuer.
+    #[cfg(feature = "jwks")]
+    pub fn jwks(mut self, remote: crate::jwks::RemoteJwks) -> Self {
+        self.remote = Some(remote);
         self
     }
 
@@ -185,15 +214,11 @@ impl JwtBuilder {
 
     /// Builds the authenticator; fails on a configuration mistake (no keys, duplicate key ids,
     /// an empty issuer or audience).
-    pub fn build(self) -> Result<Jwt, ConfigError> {
-        if let Some(e) = self.key_errors.into_iter().next() {
-            return Err(e);
+    pub fn build(mut self) -> Result<Jwt, ConfigError> {
+        if let Some(e) = self.key_errors.first() {
+            return Err(e.clone());
         }
-        if self.keys.is_empty() {
-            return Err(ConfigError::new(
-                "a JWT authenticator needs at least one key",
-            ));
-        }
+        let keys = self.key_source()?;
         if self
             .issuers
             .iter()
@@ -205,7 +230,7 @@ impl JwtBuilder {
         install_crypto_provider();
         Ok(Jwt {
             inner: Arc::new(Inner {
-                keys: self.keys,
+                keys,
                 issuers: self.issuers,
                 audiences: self.audiences,
                 any_audience: self.any_audience,
@@ -216,6 +241,35 @@ impl JwtBuilder {
                 clock: self.clock,
             }),
         })
+    }
+}
+
+impl JwtBuilder {
+    fn key_source(&mut self) -> Result<KeySource, ConfigError> {
+        #[cfg(feature = "jwks")]
+        if let Some(remote) = self.remote.take() {
+            if !self.keys.is_empty() {
+                return Err(ConfigError::new(
+                    "use either static keys or a remote JWK Set, not both",
+                ));
+            }
+            if let Some(iss) = remote.issuer() {
+                if self.issuers.is_empty() {
+                    self.issuers.push(iss.to_owned());
+                } else if self.issuers.iter().any(|i| i != iss) {
+                    return Err(ConfigError::new(format!(
+                        "the configured issuer differs from the discovered issuer {iss:?}"
+                    )));
+                }
+            }
+            return Ok(KeySource::Remote(remote));
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::new(
+                "a JWT authenticator needs at least one key",
+            ));
+        }
+        Ok(KeySource::Static(std::mem::take(&mut self.keys)))
     }
 }
 
@@ -291,8 +345,22 @@ impl Jwt {
         JwtBuilder::default()
     }
 
-    /// Verifies a compact JWS and returns the principal it proves.
+    /// Verifies a compact JWS with the keys at hand and returns the principal it proves.
+    /// With a remote key set this never fetches: an unknown `kid` is refused, and with no set
+    /// ever loaded the error is [`AuthErrorKind::Unavailable`]. The layer, through
+    /// [`Authenticator`], refreshes the set on unknown `kid`s.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.inner.keys {
+            KeySource::Static(set) => self.verify_with(token, set),
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(r) => match r.current() {
+                Some(set) => self.verify_with(token, &set),
+                None => Err(err(AuthErrorKind::Unavailable)),
+            },
+        }
+    }
+
+    fn verify_with(&self, token: &str, keys: &KeySet) -> Result<Principal, AuthError> {
         let bytes = token.as_bytes();
         let mut parts = bytes.split(|b| *b == b'.');
         let (Some(h), Some(p), Some(s), None) =
@@ -311,12 +379,13 @@ impl Jwt {
         }
         let signing_input = &bytes[..h.len() + 1 + p.len()];
         let fingerprint = TokenFingerprint::of_signing_input(signing_input);
-        self.verify_parts(h, p, s, signing_input, fingerprint)
+        self.verify_parts(keys, h, p, s, signing_input, fingerprint)
             .map_err(|e| e.with_context(fingerprint))
     }
 
     fn verify_parts(
         &self,
+        keys: &KeySet,
         h: &[u8],
         p: &[u8],
         s: &[u8],
@@ -356,7 +425,7 @@ impl Jwt {
             return Err(err(AuthErrorKind::InvalidTokenType));
         }
 
-        let key = inner.keys.select(kid, alg).map_err(|e| {
+        let key = keys.select(kid, alg).map_err(|e| {
             let kind = match e {
                 KeyLookupError::AlgorithmMismatch => AuthErrorKind::AlgorithmNotAllowed,
                 _ => AuthErrorKind::UnknownKey,
@@ -496,6 +565,34 @@ impl Jwt {
 
 impl Authenticator for Jwt {
     fn authenticate(&self, token: &BearerToken) -> Authentication {
-        Authentication::ready(self.verify(token.as_str()))
+        match &self.inner.keys {
+            KeySource::Static(set) => Authentication::ready(self.verify_with(token.as_str(), set)),
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(remote) => {
+                let current = remote.current();
+                let first = current
+                    .as_ref()
+                    .map(|set| self.verify_with(token.as_str(), set));
+                let refused = match first {
+                    Some(Err(e)) if e.kind() == AuthErrorKind::UnknownKey => e,
+                    Some(result) => return Authentication::ready(result),
+                    None => err(AuthErrorKind::Unavailable),
+                };
+                // An unknown kid (or no set yet): refresh once, single-flight and throttled.
+                let Some(refresh) = remote.refresh_for_unknown_key() else {
+                    return Authentication::ready(Err(refused));
+                };
+                let this = self.clone();
+                let remote = remote.clone();
+                let token = token.as_str().to_owned();
+                Authentication::pending(async move {
+                    refresh.await;
+                    match remote.current() {
+                        Some(set) => this.verify_with(&token, &set),
+                        None => Err(err(AuthErrorKind::Unavailable)),
+                    }
+                })
+            }
+        }
     }
 }

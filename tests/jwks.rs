@@ -186,7 +186,7 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
         let k1 = &k1;
         let c = c.clone();
         async move {
-            let reqs = (0..500).map(|i| {
+            let reqs = (0..1000).map(|i| {
                 let header = json!({"alg": "RS256", "kid": format!("forged-{round}-{i}")});
                 let t = k1.mint_with_header(&header, &c.clone().into());
                 let l = l.clone();
@@ -201,7 +201,7 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     assert_eq!(
         ep.fetches(),
         2,
-        "start + one on-demand fetch for 500 forged kids"
+        "start + one on-demand fetch for 1,000 forged kids"
     );
     flood(1).await;
     assert_eq!(ep.fetches(), 2, "still inside the cooldown");
@@ -376,4 +376,57 @@ async fn oidc_discovery_pins_the_issuer() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("discovery"), "{err}");
+}
+
+#[tokio::test]
+async fn several_issuers_each_with_its_own_remote_keys() {
+    use tower_bearer::validate::MultiIssuer;
+    let ka = TestIssuer::rs256().with_kid("shared-kid");
+    let kb = TestIssuer::es256().with_kid("shared-kid");
+    let (a, b) = (Endpoint::start(&[&ka]).await, Endpoint::start(&[&kb]).await);
+    let jwt = |remote: RemoteJwks, iss: &str| {
+        Jwt::builder()
+            .jwks(remote)
+            .issuer(iss)
+            .audience("api")
+            .build()
+            .unwrap()
+    };
+    let multi = MultiIssuer::builder()
+        .issuer(&a.base, jwt(remote(&a).await, &a.base))
+        .issuer(&b.base, jwt(remote(&b).await, &b.base))
+        .build()
+        .unwrap();
+    let l = BearerAuthLayer::new(multi).realm(REALM);
+    let c = claims("alice", "", Duration::from_secs(600)).aud("api");
+    let p = send(&l, bearer(&ka.mint(c.clone().iss(&a.base)))).await;
+    assert_eq!(p.assert_ok().issuer(), Some(a.base.as_str()));
+    send(&l, bearer(&kb.mint(c.clone().iss(&b.base))))
+        .await
+        .assert_ok();
+    // B's key claiming to be A: A's keys decide, and refuse it (same kid, other algorithm).
+    send(&l, bearer(&kb.mint(c.clone().iss(&a.base))))
+        .await
+        .assert_invalid_token("algorithm not allowed");
+    send(
+        &l,
+        bearer(&ka.mint(c.clone().iss("https://unknown.example"))),
+    )
+    .await
+    .assert_invalid_token("invalid issuer");
+    send(&l, bearer(&ka.mint(c.clone())))
+        .await
+        .assert_invalid_token("missing iss claim");
+    // Every entry must pin its own issuer.
+    let unpinned = Jwt::builder()
+        .jwks(remote(&a).await)
+        .audience("api")
+        .build()
+        .unwrap();
+    assert!(
+        MultiIssuer::builder()
+            .issuer(&a.base, unpinned)
+            .build()
+            .is_err()
+    );
 }

@@ -345,6 +345,11 @@ impl Jwt {
         JwtBuilder::default()
     }
 
+    /// The issuers this authenticator requires (empty: any).
+    pub fn issuers(&self) -> Vec<&str> {
+        self.inner.issuers.iter().map(String::as_str).collect()
+    }
+
     /// Verifies a compact JWS with the keys at hand and returns the principal it proves.
     /// With a remote key set this never fetches: an unknown `kid` is refused, and with no set
     /// ever loaded the error is [`AuthErrorKind::Unavailable`]. The layer, through

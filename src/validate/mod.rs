@@ -38,8 +38,10 @@ use crate::principal::Principal;
 use crate::reject::AuthError;
 
 pub mod jwt;
+pub mod multi;
 
 pub use jwt::{Jwt, JwtBuilder};
+pub use multi::{MultiIssuer, MultiIssuerBuilder};
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'static>>;
 
@@ -111,6 +113,43 @@ where
 {
     fn authenticate(&self, token: &BearerToken) -> Authentication {
         Authentication::pending(self(token))
+    }
+}
+
+/// An authenticator from a synchronous function: answers without boxing a future.
+///
+/// ```
+/// use tower_bearer::extract::{BearerToken, TokenSource};
+/// use tower_bearer::reject::AuthError;
+/// use tower_bearer::validate::{Authenticator, from_fn};
+///
+/// let deny_all = from_fn(|_token: &BearerToken| Err(AuthError::invalid_token("closed")));
+/// let token = BearerToken::new("t", TokenSource::Authorization);
+/// assert!(deny_all.authenticate(&token).into_ready().unwrap().is_err());
+/// ```
+pub fn from_fn<F>(f: F) -> FromFn<F>
+where
+    F: Fn(&BearerToken) -> Result<Principal, AuthError> + Send + Sync + 'static,
+{
+    FromFn(f)
+}
+
+/// See [`from_fn`].
+#[derive(Clone, Copy)]
+pub struct FromFn<F>(F);
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F> Authenticator for FromFn<F>
+where
+    F: Fn(&BearerToken) -> Result<Principal, AuthError> + Send + Sync + 'static,
+{
+    fn authenticate(&self, token: &BearerToken) -> Authentication {
+        Authentication::ready((self.0)(token))
     }
 }
 

@@ -49,6 +49,26 @@ pub(crate) fn allowed(principal: &Principal, latency: Duration) {
     );
 }
 
+/// An authenticated caller refused by a scope guard.
+pub(crate) fn denied(principal: Option<&Principal>, err: &AuthError, latency: Duration) {
+    let Some(principal) = principal else {
+        return rejected(err, latency);
+    };
+    tracing::info!(
+        target: "tower_bearer::audit",
+        outcome = "reject",
+        reason = err.kind().as_str(),
+        status = err.status().as_u16(),
+        subject = principal.subject(),
+        client_id = principal.client_id(),
+        fingerprint = %principal.fingerprint(),
+        kid = principal.key_id(),
+        required_scope = err.required_scope(),
+        latency_us = micros(latency),
+        "scope check failed"
+    );
+}
+
 pub(crate) fn rejected(err: &AuthError, latency: Duration) {
     let fingerprint = err.fingerprint().map(|f| f.to_string());
     macro_rules! event {

@@ -3,6 +3,22 @@
 //! `Principal` implements `FromRequestParts` (a request without one, because the route is not
 //! behind the bearer layer, is refused with 401, never let through) and
 //! `OptionalFromRequestParts` (`Option<Principal>` for routes where a token is optional).
+//! [`RequireScopes`] enforces a [`ScopePolicy`] at the handler, for those who prefer it to a
+//! [`ScopeGuardLayer`](crate::scope::ScopeGuardLayer) on the route:
+//!
+//! ```
+//! use tower_bearer::axum::RequireScopes;
+//!
+//! tower_bearer::scope_requirement!(
+//!     /// `items:write` and `admin`.
+//!     pub ItemsAdmin = "items:write AND admin"
+//! );
+//!
+//! async fn delete_item(caller: RequireScopes<ItemsAdmin>) -> String {
+//!     format!("deleted by {}", caller.subject().unwrap_or("?"))
+//! }
+//! # let _ = axum::routing::delete(delete_item);
+//! ```
 //!
 //! ```
 //! use axum::{Json, Router, routing::get};
@@ -25,13 +41,19 @@
 //! ```
 
 use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::time::Duration;
 
+use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
+use crate::scope::ScopePolicy;
 
 impl<S: Send + Sync> FromRequestParts<S> for Principal {
     type Rejection = AuthError;
@@ -62,5 +84,80 @@ impl IntoResponse for AuthError {
         Renderer::default()
             .render_http::<axum_core::body::Body>(self)
             .map(axum_core::body::Body::new)
+    }
+}
+
+/// A scope requirement known at compile time, for [`RequireScopes`]; define one with
+/// [`scope_requirement!`](crate::scope_requirement).
+pub trait ScopeRequirement: Send + Sync + 'static {
+    /// The policy.
+    fn policy() -> &'static ScopePolicy;
+}
+
+/// Defines a [`ScopeRequirement`] type from a policy string (see [`ScopePolicy::parse`]). The
+/// string is parsed once, on first use; a malformed one panics there, so cover each
+/// requirement with a test (`MyRequirement::policy()`).
+#[macro_export]
+macro_rules! scope_requirement {
+    ($(#[$meta:meta])* $vis:vis $name:ident = $policy:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+
+        impl $crate::axum::ScopeRequirement for $name {
+            fn policy() -> &'static $crate::scope::ScopePolicy {
+                static POLICY: ::std::sync::OnceLock<$crate::scope::ScopePolicy> =
+                    ::std::sync::OnceLock::new();
+                POLICY.get_or_init(|| {
+                    $crate::scope::ScopePolicy::parse($policy).expect("invalid scope policy")
+                })
+            }
+        }
+    };
+}
+
+/// The verified [`Principal`], extracted only when it satisfies `R`'s policy: 403
+/// `insufficient_scope` otherwise, 401 when the route is not behind the bearer layer.
+/// Rejections use the bearer layer's [`Renderer`] (realm) when there is one.
+pub struct RequireScopes<R>(Principal, PhantomData<fn() -> R>);
+
+impl<R> RequireScopes<R> {
+    /// The principal.
+    pub fn into_inner(self) -> Principal {
+        self.0
+    }
+}
+
+impl<R> Deref for RequireScopes<R> {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<R> fmt::Debug for RequireScopes<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequireScopes").field(&self.0).finish()
+    }
+}
+
+impl<S: Send + Sync, R: ScopeRequirement> FromRequestParts<S> for RequireScopes<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let principal = parts.extensions.get::<Principal>();
+        match crate::scope::check(principal, Some(R::policy())) {
+            Ok(()) => Ok(Self(principal.cloned().expect("checked"), PhantomData)),
+            Err(err) => {
+                crate::audit::denied(principal, &err, Duration::ZERO);
+                let renderer = parts
+                    .extensions
+                    .get::<Renderer>()
+                    .cloned()
+                    .unwrap_or_default();
+                Err(renderer.render_http::<Body>(err).map(Body::new))
+            }
+        }
     }
 }

@@ -40,6 +40,7 @@ pub mod extract;
 pub mod keys;
 pub mod principal;
 pub mod reject;
+pub mod scope;
 pub mod validate;
 
 #[cfg(feature = "axum")]

@@ -139,6 +139,26 @@ impl fmt::Display for Scopes {
     }
 }
 
+/// Where a token's scopes are read from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeClaim {
+    /// `scope` (RFC 8693 / 9068, space-delimited string) and `scp` (array of strings, as Okta
+    /// and Azure AD send it, or a space-delimited string); both are read when both are there.
+    #[default]
+    ScopeOrScp,
+    /// The claim at a dot-separated path of object members, e.g. `permissions` (Auth0) or
+    /// `realm_access.roles` (Keycloak): an array of strings or a space-delimited string.
+    Path(Arc<[Box<str>]>),
+}
+
+impl ScopeClaim {
+    /// The claim at `dotted`, a dot-separated path (`realm_access.roles`).
+    pub fn path(dotted: &str) -> Self {
+        Self::Path(dotted.split('.').map(Into::into).collect())
+    }
+}
+
 struct Inner {
     subject: Option<Box<str>>,
     client_id: Option<Box<str>>,
@@ -164,13 +184,23 @@ impl Principal {
         claims: Map<String, Value>,
         fingerprint: TokenFingerprint,
     ) -> Result<Self, AuthError> {
-        Self::from_claims_with_kid(claims, fingerprint, None)
+        Self::from_claims_with(claims, fingerprint, &ScopeClaim::default())
+    }
+
+    /// [`Principal::from_claims`] with the scopes read from `scope_claim`.
+    pub fn from_claims_with(
+        claims: Map<String, Value>,
+        fingerprint: TokenFingerprint,
+        scope_claim: &ScopeClaim,
+    ) -> Result<Self, AuthError> {
+        Self::from_claims_with_kid(claims, fingerprint, None, scope_claim)
     }
 
     pub(crate) fn from_claims_with_kid(
         claims: Map<String, Value>,
         fingerprint: TokenFingerprint,
         key_id: Option<&str>,
+        scope_claim: &ScopeClaim,
     ) -> Result<Self, AuthError> {
         let string = |name: &'static str| -> Result<Option<Box<str>>, AuthError> {
             match claims.get(name) {
@@ -192,7 +222,10 @@ impl Principal {
             Some(c) => Some(c),
             None => string("azp")?,
         };
-        let scopes = parse_scopes(&claims)?;
+        let scopes = match scope_claim {
+            ScopeClaim::ScopeOrScp => parse_scopes(&claims)?,
+            ScopeClaim::Path(path) => scopes_at(&claims, path)?,
+        };
         Ok(Self(Arc::new(Inner {
             subject,
             client_id,
@@ -305,6 +338,31 @@ fn to_system_time(secs: f64) -> SystemTime {
     }
 }
 
+fn scopes_at(claims: &Map<String, Value>, path: &[Box<str>]) -> Result<Scopes, AuthError> {
+    let wrong =
+        || AuthError::new(AuthErrorKind::InvalidClaimType).with_description("invalid scope claim");
+    let mut value = None;
+    let mut map = claims;
+    for (i, name) in path.iter().enumerate() {
+        match map.get(&**name) {
+            None => return Ok(Scopes::default()),
+            Some(v) if i + 1 == path.len() => value = Some(v),
+            Some(Value::Object(m)) => map = m,
+            Some(_) => return Err(wrong()),
+        }
+    }
+    match value {
+        None => Ok(Scopes::default()),
+        Some(Value::String(s)) => Ok(Scopes::from_space_delimited(s)),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(Box::<str>::from).ok_or_else(wrong))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Scopes::new),
+        Some(_) => Err(wrong()),
+    }
+}
+
 fn parse_scopes(claims: &Map<String, Value>) -> Result<Scopes, AuthError> {
     let mut all: Vec<Box<str>> = Vec::new();
     match claims.get("scope") {
@@ -372,6 +430,30 @@ mod tests {
         ] {
             let err = principal(bad.clone()).unwrap_err();
             assert_eq!(err.kind(), AuthErrorKind::InvalidClaimType, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_from_a_configured_path() {
+        let fp = TokenFingerprint::of_bytes(b"t");
+        let claims =
+            json!({"realm_access": {"roles": ["admin", "user"]}, "permissions": "a b", "x": 1});
+        let map = claims.as_object().unwrap().clone();
+        let p =
+            Principal::from_claims_with(map.clone(), fp, &ScopeClaim::path("realm_access.roles"))
+                .unwrap();
+        assert!(p.scopes().contains_all(["admin", "user"]));
+        let p =
+            Principal::from_claims_with(map.clone(), fp, &ScopeClaim::path("permissions")).unwrap();
+        assert!(p.scopes().contains("b"));
+        let p = Principal::from_claims_with(map.clone(), fp, &ScopeClaim::path("missing.path"))
+            .unwrap();
+        assert!(p.scopes().is_empty());
+        for bad in ["x", "x.y", "realm_access"] {
+            assert!(
+                Principal::from_claims_with(map.clone(), fp, &ScopeClaim::path(bad)).is_err(),
+                "{bad}"
+            );
         }
     }
 

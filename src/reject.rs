@@ -280,12 +280,16 @@ impl AuthError {
         self
     }
 
-    /// A 403 `insufficient_scope` naming the scopes the resource needs (space-delimited).
+    /// A 403 `insufficient_scope` naming the scopes the resource needs (space-delimited; the
+    /// `scope` attribute is left out when empty).
     pub fn insufficient_scope(required: impl Into<Arc<str>>) -> Self {
         let required: Arc<str> = required.into();
         let clean = sanitize(Cow::Owned(required.to_string()));
         let mut err = Self::new(AuthErrorKind::InsufficientScope);
-        err.scope = Some(Arc::from(clean.as_ref()));
+        if !clean.is_empty() {
+            err.description = Cow::Owned(format!("insufficient scope: requires {clean}"));
+            err.scope = Some(Arc::from(clean.as_ref()));
+        }
         err
     }
 
@@ -551,12 +555,8 @@ impl Renderer {
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(class.grpc_code())));
-        let mut message = err.description.to_string();
-        if let Some(scope) = &err.scope {
-            message.push_str(": requires ");
-            message.push_str(scope);
-        }
-        let encoded = percent_encoding::utf8_percent_encode(&message, GRPC_MESSAGE_SET).to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&err.description, GRPC_MESSAGE_SET).to_string();
         if let Ok(v) = HeaderValue::try_from(encoded) {
             headers.insert(GRPC_MESSAGE, v);
         }

@@ -131,6 +131,7 @@ where
                         Ok(principal) => {
                             audit::allowed(&principal, start.elapsed());
                             req.extensions_mut().insert(principal);
+                            req.extensions_mut().insert(shared.renderer.clone());
                             let fut = inner.call(req);
                             this.state.set(State::Calling { fut });
                         }

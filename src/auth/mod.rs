@@ -2,7 +2,8 @@
 //! [`ResponseFuture`].
 //!
 //! For each request the service extracts the credential ([`Extractor`]), asks the
-//! [`Authenticator`], and either calls the inner service with the [`Principal`] in the request
+//! [`Authenticator`], and either calls the inner service with the [`Principal`] (and the
+//! layer's [`Renderer`], so guards further in answer in the same realm) in the request
 //! extensions, or answers the rejection itself through the [`Renderer`] (RFC 6750 for HTTP,
 //! a trailers-only status for gRPC). A rejected request never reaches the inner service.
 //! Rejections are `Ok(response)`: the service's error type stays the inner one. Every decision

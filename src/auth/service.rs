@@ -72,6 +72,7 @@ where
             Ok(Ok(principal)) => {
                 audit::allowed(&principal, start.elapsed());
                 req.extensions_mut().insert(principal);
+                req.extensions_mut().insert(self.shared.renderer.clone());
                 // Drive the instance that `poll_ready` made ready; leave a fresh clone behind.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -48,7 +48,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
 use crate::keys::{Algorithm, Key, KeyLookupError, KeySet};
-use crate::principal::{Principal, TokenFingerprint, numeric_date};
+use crate::principal::{Principal, ScopeClaim, TokenFingerprint, numeric_date};
 use crate::reject::{AuthError, AuthErrorKind};
 use crate::validate::{Authentication, Authenticator};
 
@@ -67,6 +67,7 @@ pub struct JwtBuilder {
     max_lifetime: Option<Duration>,
     require_at_jwt: bool,
     required_claims: Vec<String>,
+    scope_claim: ScopeClaim,
     clock: Arc<dyn Clock>,
 }
 
@@ -102,6 +103,7 @@ struct Inner {
     max_lifetime: Option<f64>,
     require_at_jwt: bool,
     required_claims: Vec<String>,
+    scope_claim: ScopeClaim,
     clock: Arc<dyn Clock>,
 }
 
@@ -130,6 +132,7 @@ impl Default for JwtBuilder {
             max_lifetime: None,
             require_at_jwt: false,
             required_claims: Vec::new(),
+            scope_claim: ScopeClaim::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -206,6 +209,13 @@ impl JwtBuilder {
         self
     }
 
+    /// Reads scopes from the claim at a dot-separated path (e.g. `permissions`,
+    /// `realm_access.roles`) instead of `scope` / `scp`.
+    pub fn scope_claim(mut self, path: &str) -> Self {
+        self.scope_claim = ScopeClaim::path(path);
+        self
+    }
+
     /// The clock for time-based claims (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -238,6 +248,7 @@ impl JwtBuilder {
                 max_lifetime: self.max_lifetime.map(|d| d.as_secs_f64()),
                 require_at_jwt: self.require_at_jwt,
                 required_claims: self.required_claims,
+                scope_claim: self.scope_claim,
                 clock: self.clock,
             }),
         })
@@ -457,7 +468,7 @@ impl Jwt {
 
         let claims = decode_object(p)?;
         self.check_claims(&claims)?;
-        Principal::from_claims_with_kid(claims, fingerprint, key.kid())
+        Principal::from_claims_with_kid(claims, fingerprint, key.kid(), &inner.scope_claim)
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 # The reference-server test replays the curl lines the example prints.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The Redis rate-limit tests start their own redis-server on a free loopback port.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

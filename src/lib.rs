@@ -39,6 +39,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod principal;
+pub mod rate_limit;
 pub mod reject;
 pub mod scope;
 pub mod validate;

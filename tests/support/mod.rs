@@ -139,3 +139,94 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A `redis-server` started by a test on a free 127.0.0.1 port, persistence off, killed on
+/// drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts one, or returns `None` (with a loud message) when `redis-server` is not on PATH
+    /// and `CI` is not set. With `CI` set, a missing `redis-server` is a failure.
+    pub fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    /// Starts one on `port` (to restart a killed server on the same address).
+    pub fn start_on(port: u16) -> Option<Self> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not on PATH (scripts/test.sh installs it)"
+            );
+            eprintln!(
+                "\n!!! SKIPPED: redis-server not on PATH; run scripts/test.sh to install it !!!\n"
+            );
+            return None;
+        }
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let server = Self {
+            port,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some(server)
+    }
+
+    /// The `redis://` URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server now.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,559 @@
+//! Per-caller rate limits: GCRA keyed on the verified principal, in memory or on Redis.
+//!
+//! [`RateLimitLayer`] goes *inside* the bearer layer: it reads the [`Principal`] the bearer
+//! layer verified and spends one request of the caller's [`Quota`]. The key comes only from
+//! verified data ([`KeyBy`]: subject by default, or client id, token id, or your function of
+//! the principal); a request without a principal is refused with 401, so forged or
+//! unverified tokens never touch limiter state.
+//!
+//! - Admitted responses carry `RateLimit-Policy` and `RateLimit` fields
+//!   (draft-ietf-httpapi-ratelimit-headers: `"name";q=5;w=10` and `"name";r=4;t=2`).
+//! - Refused requests get 429 with `Retry-After` in whole seconds, rounded up, and the same
+//!   fields; gRPC calls get RESOURCE_EXHAUSTED (8) with `retry-after` in the metadata.
+//! - A store failure (Redis down or slow) applies the configured policy at once: fail open
+//!   (admit, log a warning) or fail closed (503, gRPC UNAVAILABLE; the default).
+//!
+//! Quotas can depend on the caller ([`RateLimitLayer::quota_by`], e.g. a `plan` claim), and
+//! limits stack: a second layer with its own [`name`](RateLimitLayer::name) on a route keeps
+//! its own state.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use tower_bearer::BearerAuthLayer;
+//! use tower_bearer::rate_limit::{Quota, RateLimitLayer};
+//! # use tower_bearer::{keys::{Algorithm, Key}, validate::Jwt};
+//! # let jwt = Jwt::builder().key(Key::hmac(&[7; 32], Algorithm::HS256).unwrap()).any_audience().build().unwrap();
+//!
+//! let app: Router = Router::new()
+//!     .route("/items", get(|| async { "items" }))
+//!     .layer(RateLimitLayer::new(Quota::per(Duration::from_secs(10), 5))) // inner: limits
+//!     .layer(BearerAuthLayer::new(jwt));                                    // outer: verifies
+//! ```
+
+mod quota;
+#[cfg(feature = "redis")]
+mod redis;
+mod store;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use http::{HeaderName, HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+pub use quota::{Decision, Quota};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+pub use store::{Check, DEFAULT_MAX_KEYS, MemoryStore, RateLimitStore, StoreError};
+
+use crate::audit;
+use crate::body::AuthBody;
+use crate::principal::Principal;
+use crate::reject::{AuthError, AuthErrorKind, Renderer, retry_after_secs};
+
+/// The `RateLimit-Policy` field name.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The `RateLimit` field name.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// What identifies a caller. Only verified data: never the raw token, unverified claims or
+/// client-supplied headers.
+#[derive(Clone)]
+pub enum KeyBy {
+    /// The subject (`sub`); a token without one falls back to its fingerprint.
+    Subject,
+    /// The client id (`client_id` / `azp`); falls back to the subject, then the fingerprint.
+    ClientId,
+    /// The token id (`jti`); falls back to the fingerprint.
+    TokenId,
+    /// Your function of the verified principal; `None` falls back to the fingerprint.
+    Custom(Arc<KeyFn>),
+}
+
+/// A custom key function over the verified principal.
+pub type KeyFn = dyn Fn(&Principal) -> Option<String> + Send + Sync;
+
+impl fmt::Debug for KeyBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyBy::Subject => "Subject",
+            KeyBy::ClientId => "ClientId",
+            KeyBy::TokenId => "TokenId",
+            KeyBy::Custom(_) => "Custom",
+        })
+    }
+}
+
+impl KeyBy {
+    fn key(&self, name: &str, p: &Principal) -> String {
+        let found = match self {
+            KeyBy::Subject => p.subject().map(|s| ("sub", s.to_owned())),
+            KeyBy::ClientId => p
+                .client_id()
+                .map(|c| ("cid", c.to_owned()))
+                .or_else(|| p.subject().map(|s| ("sub", s.to_owned()))),
+            KeyBy::TokenId => p.token_id().map(|j| ("jti", j.to_owned())),
+            KeyBy::Custom(f) => f(p).map(|k| ("fn", k)),
+        };
+        let issuer = p.issuer().unwrap_or("");
+        match found {
+            // The issuer is part of the key: the same subject at two issuers is two callers.
+            Some((kind, value)) => format!("{name}\u{0}{issuer}\u{0}{kind}\u{0}{value}"),
+            None => format!("{name}\u{0}fp\u{0}{}", p.fingerprint()),
+        }
+    }
+}
+
+type QuotaFn = dyn Fn(&Principal) -> Quota + Send + Sync;
+
+struct Config {
+    name: Arc<str>,
+    store: Arc<dyn RateLimitStore>,
+    quota: Quota,
+    quota_by: Option<Arc<QuotaFn>>,
+    key_by: KeyBy,
+    fail_open: bool,
+    renderer: Option<Renderer>,
+}
+
+/// Applies [`RateLimit`]. See the [module docs](self).
+#[derive(Clone)]
+#[must_use]
+pub struct RateLimitLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("name", &self.config.name)
+            .field("quota", &self.config.quota)
+            .field("key_by", &self.config.key_by)
+            .field("fail_open", &self.config.fail_open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitLayer {
+    /// Every caller gets `quota`, counted in a [`MemoryStore`], keyed by subject, named
+    /// `default`.
+    pub fn new(quota: Quota) -> Self {
+        Self {
+            config: Arc::new(Config {
+                name: Arc::from("default"),
+                store: Arc::new(MemoryStore::new()),
+                quota,
+                quota_by: None,
+                key_by: KeyBy::Subject,
+                fail_open: false,
+                renderer: None,
+            }),
+        }
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        let c = &*self.config;
+        let mut next = Config {
+            name: c.name.clone(),
+            store: c.store.clone(),
+            quota: c.quota,
+            quota_by: c.quota_by.clone(),
+            key_by: c.key_by.clone(),
+            fail_open: c.fail_open,
+            renderer: c.renderer.clone(),
+        };
+        f(&mut next);
+        self.config = Arc::new(next);
+        self
+    }
+
+    /// Where state is kept (default: a new [`MemoryStore`]). Share one store between layers
+    /// only if they have different [`name`](Self::name)s.
+    pub fn store(self, store: impl RateLimitStore) -> Self {
+        let store: Arc<dyn RateLimitStore> = Arc::new(store);
+        self.update(|c| c.store = store)
+    }
+
+    /// The policy name: shown in the `RateLimit*` fields and part of every key, so stacked
+    /// limiters keep separate state. Must be a token of letters, digits, `-`, `_`, `.`.
+    pub fn name(self, name: &str) -> Self {
+        let clean: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        self.update(|c| c.name = Arc::from(if clean.is_empty() { "default" } else { &clean }))
+    }
+
+    /// Which verified datum identifies the caller (default: the subject).
+    pub fn key_by(self, key_by: KeyBy) -> Self {
+        self.update(|c| c.key_by = key_by)
+    }
+
+    /// Chooses the quota per caller, from verified claims (tiers).
+    pub fn quota_by(self, f: impl Fn(&Principal) -> Quota + Send + Sync + 'static) -> Self {
+        let f: Arc<QuotaFn> = Arc::new(f);
+        self.update(|c| c.quota_by = Some(f))
+    }
+
+    /// Tiers from a string claim: callers whose `claim` names a tier get its quota, others the
+    /// layer's quota.
+    pub fn tiers_by_claim<'a>(
+        self,
+        claim: &str,
+        tiers: impl IntoIterator<Item = (&'a str, Quota)>,
+    ) -> Self {
+        let claim = claim.to_owned();
+        let tiers: HashMap<String, Quota> =
+            tiers.into_iter().map(|(k, q)| (k.to_owned(), q)).collect();
+        let base = self.config.quota;
+        self.quota_by(move |p| {
+            p.claim(&claim)
+                .and_then(|v| v.as_str())
+                .and_then(|t| tiers.get(t).copied())
+                .unwrap_or(base)
+        })
+    }
+
+    /// Admits requests when the store fails (default: refuse them with 503).
+    pub fn fail_open(self, open: bool) -> Self {
+        self.update(|c| c.fail_open = open)
+    }
+
+    /// Renders 429/503 with `renderer` (default: the bearer layer's, from the request).
+    pub fn renderer(self, renderer: Renderer) -> Self {
+        self.update(|c| c.renderer = Some(renderer))
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The rate-limiting service. Per-caller limits reject in `call` (the key is known only once
+/// the request is read), so `poll_ready` is the inner service's.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("name", &self.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The two fields, pre-rendered.
+#[derive(Clone, Debug)]
+struct Fields {
+    policy: HeaderValue,
+    limit: HeaderValue,
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    retry_after_secs(d)
+}
+
+fn fields(name: &str, quota: &Quota, remaining: u32, reset: Duration) -> Fields {
+    let policy = format!(
+        "\"{name}\";q={};w={}",
+        quota.burst(),
+        ceil_secs(quota.period()).max(1)
+    );
+    let limit = format!("\"{name}\";r={remaining};t={}", ceil_secs(reset));
+    Fields {
+        policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
+        limit: HeaderValue::try_from(limit).unwrap_or(HeaderValue::from_static("")),
+    }
+}
+
+enum Outcome {
+    Pass(Option<Fields>),
+    Refuse(AuthError, Option<Fields>),
+}
+
+impl Config {
+    fn outcome(
+        &self,
+        principal: &Principal,
+        quota: &Quota,
+        result: Result<Decision, StoreError>,
+    ) -> Outcome {
+        match result {
+            Ok(Decision::Allow { remaining, reset }) => {
+                Outcome::Pass(Some(fields(&self.name, quota, remaining, reset)))
+            }
+            Ok(Decision::Deny { retry_after, reset }) => Outcome::Refuse(
+                AuthError::rate_limited(retry_after),
+                Some(fields(&self.name, quota, 0, reset)),
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    target: "tower_bearer::rate_limit",
+                    policy = %self.name,
+                    subject = principal.subject(),
+                    error = %e,
+                    fail_open = self.fail_open,
+                    "rate-limit store failed"
+                );
+                if self.fail_open {
+                    Outcome::Pass(None)
+                } else {
+                    Outcome::Refuse(
+                        AuthError::new(AuthErrorKind::Unavailable)
+                            .with_description("rate limiting temporarily unavailable"),
+                        None,
+                    )
+                }
+            }
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<AuthBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+            let err = AuthError::new(AuthErrorKind::MissingCredentials);
+            audit::rejected(&err, start.elapsed());
+            return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
+        };
+        let c = &*self.config;
+        let quota = c.quota_by.as_ref().map_or(c.quota, |f| f(&principal));
+        let key = c.key_by.key(&c.name, &principal);
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        match c.store.check(&key, &quota).into_ready() {
+            Ok(result) => {
+                let outcome = c.outcome(&principal, &quota, result);
+                ResponseFuture::decided(outcome, inner, req, self.config.clone(), principal, start)
+            }
+            Err(pending) => ResponseFuture {
+                state: State::Checking {
+                    fut: pending,
+                    quota,
+                    inner: Some(inner),
+                    req: Some(req),
+                    config: self.config.clone(),
+                    principal,
+                    start,
+                },
+            },
+        }
+    }
+}
+
+/// A refusal decided in `call`, rendered when the future is polled.
+struct Rejection {
+    error: AuthError,
+    fields: Option<Fields>,
+    grpc: bool,
+    renderer: Renderer,
+}
+
+impl Rejection {
+    fn new<ReqBody>(
+        config: &Config,
+        req: &Request<ReqBody>,
+        error: AuthError,
+        fields: Option<Fields>,
+    ) -> Self {
+        let renderer = config
+            .renderer
+            .as_ref()
+            .or_else(|| req.extensions().get::<Renderer>())
+            .cloned()
+            .unwrap_or_default();
+        Self {
+            error,
+            fields,
+            grpc: Renderer::is_grpc(req),
+            renderer,
+        }
+    }
+
+    fn render<B>(self) -> Response<AuthBody<B>> {
+        let mut res = if self.grpc {
+            self.renderer.render_grpc(self.error)
+        } else {
+            self.renderer.render_http(self.error)
+        };
+        if let Some(f) = self.fields {
+            res.headers_mut().insert(RATELIMIT_POLICY, f.policy);
+            res.headers_mut().insert(RATELIMIT, f.limit);
+        }
+        res
+    }
+}
+
+pin_project! {
+    /// Response future of [`RateLimit`].
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Checking {
+            fut: Check,
+            quota: Quota,
+            inner: Option<S>,
+            req: Option<Request<ReqBody>>,
+            config: Arc<Config>,
+            principal: Principal,
+            start: Instant,
+        },
+        Calling {
+            #[pin]
+            fut: S::Future,
+            fields: Option<Fields>,
+        },
+        Rejected {
+            rejection: Option<Rejection>,
+        },
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn rejected(rejection: Rejection) -> Self {
+        Self {
+            state: State::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+
+    fn decided(
+        outcome: Outcome,
+        mut inner: S,
+        req: Request<ReqBody>,
+        config: Arc<Config>,
+        principal: Principal,
+        start: Instant,
+    ) -> Self {
+        match outcome {
+            Outcome::Pass(fields) => Self {
+                state: State::Calling {
+                    fut: inner.call(req),
+                    fields,
+                },
+            },
+            Outcome::Refuse(err, fields) => {
+                audit::denied(Some(&principal), &err, start.elapsed());
+                Self::rejected(Rejection::new(&config, &req, err, fields))
+            }
+        }
+    }
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Checking { .. } => "Checking",
+            State::Calling { .. } => "Calling",
+            State::Rejected { .. } => "Rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<AuthBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Checking {
+                    fut,
+                    quota,
+                    inner,
+                    req,
+                    config,
+                    principal,
+                    start,
+                } => {
+                    let result = ready!(Pin::new(fut).poll(cx));
+                    let (Some(inner), Some(req)) = (inner.take(), req.take()) else {
+                        unreachable!("ResponseFuture polled after completion");
+                    };
+                    let outcome = config.outcome(principal, quota, result);
+                    let next = Self::decided(
+                        outcome,
+                        inner,
+                        req,
+                        config.clone(),
+                        principal.clone(),
+                        *start,
+                    );
+                    // Move into the new state (its own pinned field is fresh).
+                    let ResponseFuture { state } = next;
+                    this.state.set(state);
+                }
+                StateProj::Calling { fut, fields } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if let Some(f) = fields.take() {
+                        res.headers_mut().insert(RATELIMIT_POLICY, f.policy);
+                        res.headers_mut().insert(RATELIMIT, f.limit);
+                    }
+                    return Poll::Ready(Ok(res.map(AuthBody::new)));
+                }
+                StateProj::Rejected { rejection } => {
+                    let rejection = rejection
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(rejection.render()));
+                }
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@
 //! async fn delete_item(caller: RequireScopes<ItemsAdmin>) -> String {
 //!     format!("deleted by {}", caller.subject().unwrap_or("?"))
 //! }
-//! # let _ = axum::routing::delete(delete_item);
+//! # let _: axum::routing::MethodRouter = axum::routing::delete(delete_item);
 //! ```
 //!
 //! ```

@@ -468,3 +468,33 @@ async fn redis_outage_applies_the_policy_at_once_and_recovers() {
     }
     assert!(recovered, "service resumes when Redis returns");
 }
+
+/// Resident memory of this process, in KiB (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_million_distinct_callers_fit_the_documented_bound() {
+    // The documented bound: the default store (100,000 keys, ~330 bytes each) stays under
+    // 64 MiB however many distinct callers go through it.
+    let store = MemoryStore::new();
+    let q = Quota::per(Duration::from_secs(60), 10);
+    let before = rss_kib();
+    let mut key = String::with_capacity(32);
+    for i in 0..1_000_000u32 {
+        key.clear();
+        key.push_str("caller-");
+        key.push_str(&i.to_string());
+        store.decide(&key, &q);
+    }
+    let n = store.len();
+    assert!(n <= tower_bearer::rate_limit::DEFAULT_MAX_KEYS, "{n}");
+    if let (Some(b), Some(a)) = (before, rss_kib()) {
+        let grown_mib = a.saturating_sub(b) / 1024;
+        eprintln!("1,000,000 callers: {n} entries kept, RSS grew by {grown_mib} MiB");
+        assert!(grown_mib < 64, "{grown_mib} MiB");
+    }
+}

@@ -10,22 +10,32 @@
 //! ready-made tokens with different scopes and `curl` lines (each ending in `# expect STATUS`),
 //! then `listening on http://ADDR`. Paste the `curl` lines in another shell, in order.
 //!
-//! To verify tokens from a real issuer instead:
+//! To verify tokens from a real issuer instead, give one key source:
 //!
 //! ```not_rust
 //! cargo run --example server -- --key-file public.pem --issuer https://issuer.example --audience api://items
 //! cargo run --example server -- --key-file jwks.json --issuer https://issuer.example --audience api://items
+//! cargo run --example server -- --jwks-url https://issuer.example/jwks.json --issuer https://issuer.example --audience api://items
+//! cargo run --example server -- --oidc-issuer https://login.example.com --audience api://items
 //! ```
 //!
 //! Options:
 //!
 //! ```not_rust
-//! --bind ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
-//! --key-file PATH    a PEM public key, or a JWK Set (JSON) file; none given = dev mode
-//! --issuer ISS       required `iss` (dev mode default: tower-bearer-dev)
-//! --audience AUD     required `aud` (dev mode default: tower-bearer-dev)
-//! --help             this help
+//! --bind ADDR         address to listen on (default 127.0.0.1:3000; port 0 picks one)
+//! --key-file PATH     a PEM public key, or a JWK Set (JSON) file
+//! --jwks-url URL      a remote JWK Set, fetched at start, refreshed in the background and at
+//!                     once when a token names an unknown `kid`
+//! --oidc-issuer URL   an OpenID Connect issuer: its keys are found through
+//!                     URL/.well-known/openid-configuration, and `iss` must equal URL
+//!                     (at most one of these three; none = dev mode)
+//! --issuer ISS        required `iss` (dev mode default: tower-bearer-dev)
+//! --audience AUD      required `aud` (dev mode default: tower-bearer-dev)
+//! --help              this help
 //! ```
+//!
+//! Usage errors exit with status 2; a key source that cannot be loaded (an unreadable file, a
+//! JWK Set or discovery document that cannot be fetched) exits with status 1.
 //!
 //! Routes:
 //!
@@ -42,9 +52,12 @@
 //! `RUST_LOG` to change the filter, e.g. `RUST_LOG=info,tower_bearer::audit=debug` to see
 //! accepted requests too. The server stops cleanly on Ctrl-C and SIGTERM.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::collections::HashMap;
-use std::io::{IsTerminal as _, Write as _};
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,109 +68,25 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use common::{Cli, DevMode, REALM};
 use serde_json::{Value, json};
 use tower_bearer::extract::BearerToken;
-use tower_bearer::keys::{Key, KeySet};
 use tower_bearer::reject::Renderer;
-use tower_bearer::testing::{TestIssuer, claims};
-use tower_bearer::validate::Jwt;
+use tower_bearer::validate::Authenticator as _;
 use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
 
-/// The realm named in every challenge this server sends.
-const REALM: &str = "tower-bearer";
-/// Issuer and audience of dev-mode tokens.
-const DEV_NAME: &str = "tower-bearer-dev";
-/// Lifetime of dev-mode tokens.
-const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const CLI: Cli = Cli {
+    name: "server",
+    default_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
+    key_flags: true,
+    note: "",
+};
 /// Most revoked token ids remembered at once.
 const MAX_REVOKED: usize = 100_000;
 /// How long a revoked token id is remembered when the token's own `exp` is not known yet
 /// (the revocation request carries only the `jti`). Longer than any token dev mode mints; an
 /// entry is extended to the token's `exp` whenever the revoked token is presented.
 const REVOCATION_RETENTION: Duration = Duration::from_secs(24 * 3600);
-
-const USAGE: &str = "\
-usage: server [--bind ADDR] [--key-file PATH] [--issuer ISS] [--audience AUD]
-
-  --bind ADDR        address to listen on (default 127.0.0.1:3000; port 0 picks one)
-  --key-file PATH    a PEM public key, or a JWK Set (JSON) file; none given = dev mode
-                     (a signing key is generated and ready tokens are printed)
-  --issuer ISS       required `iss` claim (dev mode default: tower-bearer-dev)
-  --audience AUD     required `aud` claim (dev mode default: tower-bearer-dev)
-  --help             print this help
-";
-
-#[derive(Debug)]
-struct Options {
-    bind: SocketAddr,
-    key_file: Option<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-}
-
-/// Parses the command line; `Err(code)` means: exit now with this code.
-fn parse_args() -> Result<Options, ExitCode> {
-    let mut opts = Options {
-        bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
-        key_file: None,
-        issuer: None,
-        audience: None,
-    };
-    let usage_error = |msg: String| {
-        eprintln!("error: {msg}\n\n{USAGE}");
-        ExitCode::from(2)
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        if flag == "--help" || flag == "-h" {
-            print!("{USAGE}");
-            return Err(ExitCode::SUCCESS);
-        }
-        if !matches!(
-            flag.as_str(),
-            "--bind" | "--key-file" | "--issuer" | "--audience"
-        ) {
-            return Err(usage_error(format!("unknown argument `{arg}`")));
-        }
-        let Some(value) = inline.or_else(|| args.next()) else {
-            return Err(usage_error(format!("`{flag}` needs a value")));
-        };
-        if value.is_empty() {
-            return Err(usage_error(format!("`{flag}` needs a non-empty value")));
-        }
-        match flag.as_str() {
-            "--bind" => {
-                opts.bind = value.parse().map_err(|_| {
-                    usage_error(format!(
-                        "`--bind {value}` is not an address like 127.0.0.1:3000"
-                    ))
-                })?;
-            }
-            "--key-file" => opts.key_file = Some(value),
-            "--issuer" => opts.issuer = Some(value),
-            _ => opts.audience = Some(value),
-        }
-    }
-    Ok(opts)
-}
-
-/// Reads `--key-file`: a JWK Set when it starts with `{`, a PEM public key otherwise.
-fn load_keys(path: &str) -> Result<KeySet, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {path}: {e}"))?;
-    if bytes.trim_ascii_start().starts_with(b"{") {
-        let text =
-            std::str::from_utf8(&bytes).map_err(|_| format!("{path}: a JWK Set must be UTF-8"))?;
-        KeySet::from_jwks_json(text).map_err(|e| format!("{path}: {e}"))
-    } else {
-        let key = Key::from_pem(&bytes, None).map_err(|e| format!("{path}: {e}"))?;
-        KeySet::new().with(key).map_err(|e| format!("{path}: {e}"))
-    }
-}
 
 fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
@@ -346,17 +275,14 @@ async fn revoke(
 }
 
 /// Tokens minted in dev mode, and the `curl` lines that exercise them.
-fn dev_banner(issuer: &TestIssuer, iss: &str, aud: &str, addr: SocketAddr) -> String {
+fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
     let mint = |sub: &str, scope: &str| {
-        let c = claims(sub, scope, DEV_TOKEN_LIFETIME)
-            .iss(iss)
-            .aud(aud)
-            .client_id("dev-cli");
+        let c = dev.claims(sub, scope).client_id("dev-cli");
         let jti = Value::from(&c)["jti"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        (issuer.mint(c), jti)
+        (dev.mint(c), jti)
     };
     let (reader, reader_jti) = mint("reader", "items:read");
     let (writer, _) = mint("writer", "items:read items:write");
@@ -379,10 +305,8 @@ fn dev_banner(issuer: &TestIssuer, iss: &str, aud: &str, addr: SocketAddr) -> St
     };
 
     let mut out = String::new();
-    out.push_str(&format!(
-        "dev mode: ES256 key \"dev-1\" generated at start; iss \"{iss}\", aud \"{aud}\"; tokens valid {} s\n\n",
-        DEV_TOKEN_LIFETIME.as_secs()
-    ));
+    out.push_str(&dev.summary());
+    out.push_str("\n\n");
     for (name, scope, token) in [
         ("READER", "items:read", &reader),
         ("WRITER", "items:read items:write", &writer),
@@ -435,106 +359,31 @@ fn dev_banner(issuer: &TestIssuer, iss: &str, aud: &str, addr: SocketAddr) -> St
     out
 }
 
-/// Installs the Ctrl-C and SIGTERM handlers now, before `listening on` is printed (so a signal
-/// sent right after it is not lost), and resolves on the first of them.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        Ok(async move {
-            tokio::select! {
-                _ = interrupt.recv() => {},
-                _ = terminate.recv() => {},
-            }
-            tracing::info!("shutting down");
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-    }
+fn main() -> ExitCode {
+    common::main(&CLI, "info,tower_bearer::audit=info", run)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(opts) => opts,
-        Err(code) => return code,
-    };
+async fn run(opts: common::Options) -> Result<(), String> {
+    let (jwt, dev) = common::authenticator(&opts).await?;
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tower_bearer::audit=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
-    // Key source: a file, or a key generated now (dev mode).
-    let dev_issuer = opts
-        .key_file
-        .is_none()
-        .then(|| TestIssuer::es256().with_kid("dev-1"));
-    let keys = match (&opts.key_file, &dev_issuer) {
-        (Some(path), _) => match load_keys(path) {
-            Ok(keys) => keys,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        (None, Some(issuer)) => KeySet::new().with(issuer.key()).expect("one key"),
-        (None, None) => unreachable!("dev mode has an issuer"),
-    };
-    let (iss, aud) = if dev_issuer.is_some() {
-        (
-            Some(opts.issuer.clone().unwrap_or_else(|| DEV_NAME.to_owned())),
-            Some(opts.audience.clone().unwrap_or_else(|| DEV_NAME.to_owned())),
-        )
-    } else {
-        (opts.issuer.clone(), opts.audience.clone())
-    };
-
-    let mut builder = Jwt::builder().keys(keys);
-    if let Some(iss) = &iss {
-        builder = builder.issuer(iss.as_str());
-    }
-    match &aud {
-        Some(aud) => builder = builder.audience(aud.as_str()),
-        None => {
-            eprintln!("warning: no --audience given: tokens issued for ANY audience are accepted");
-            builder = builder.any_audience();
-        }
-    }
-    let jwt = match builder.build() {
-        Ok(jwt) => jwt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // The JWT checks, then the revocation list. A closure is an `Authenticator` too.
+    // The JWT checks (through `Authenticator`, which refreshes a remote key set when a token
+    // names an unknown `kid`; `Jwt::verify` never fetches), then the revocation list. A
+    // closure is an `Authenticator` too.
     let revocations = Arc::new(Revocations::default());
     let authenticator = {
         let revocations = revocations.clone();
         move |token: &BearerToken| {
-            let result = jwt.verify(token.as_str()).and_then(|principal| {
+            let verified = jwt.authenticate(token);
+            let revocations = revocations.clone();
+            async move {
+                let principal = verified.await?;
                 if revocations.is_revoked(&principal) {
                     Err(AuthError::new(AuthErrorKind::Revoked)
                         .with_context(principal.fingerprint()))
                 } else {
                     Ok(principal)
                 }
-            });
-            async move { result }
+            }
         }
     };
 
@@ -557,43 +406,19 @@ async fn main() -> ExitCode {
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 
-    let listener = match tokio::net::TcpListener::bind(opts.bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot bind {}: {e}", opts.bind);
-            return ExitCode::FAILURE;
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    let shutdown = match shutdown_signal() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (listener, addr) = common::bind(opts.bind).await?;
+    let shutdown = common::shutdown_signal()?;
 
     let mut stdout = std::io::stdout().lock();
-    if let (Some(issuer), Some(iss), Some(aud)) = (&dev_issuer, &iss, &aud) {
-        let _ = stdout.write_all(dev_banner(issuer, iss, aud, addr).as_bytes());
+    if let Some(dev) = &dev {
+        let _ = stdout.write_all(dev_banner(dev, addr).as_bytes());
     }
     let _ = writeln!(stdout, "listening on http://{addr}");
     let _ = stdout.flush();
     drop(stdout);
 
-    if let Err(e) = axum::serve(listener, app)
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-    {
-        tracing::error!("server error: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        .map_err(|e| format!("server error: {e}"))
 }

@@ -1,14 +1,12 @@
-//! The layer in front of a real tonic server (the standard health service), driven over
-//! loopback by a real tonic client and by a raw HTTP/2 client.
+//! The layer in front of a real tonic server (the standard health service, with the method
+//! scope table of `examples/grpc.rs`), driven over loopback by a real tonic client and by a
+//! raw HTTP/2 client.
 
-use std::future::{Ready, ready};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::future::{Either, MapOk, TryFutureExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -22,12 +20,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::util::MapRequestLayer;
-use tower::{Layer, Service};
-use tower_bearer::body::AuthBody;
-use tower_bearer::reject::Renderer;
+use tower_bearer::scope::{MethodScopes, ScopeGuardLayer, ScopePolicy};
 use tower_bearer::testing::{TestIssuer, claims};
 use tower_bearer::validate::Jwt;
-use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
+use tower_bearer::{BearerAuthLayer, Principal};
 
 const REALM: &str = "grpc-test";
 const ISSUER: &str = "https://issuer.test";
@@ -37,69 +33,22 @@ const CHECK: &str = "/grpc.health.v1.Health/Check";
 /// Upper bound for any single step (connecting, a call, the shutdown).
 const STEP: Duration = Duration::from_secs(10);
 
-// --- The scope guard of `examples/grpc.rs`, duplicated: a stand-in until the crate has a
-// --- scope module (a later issue). It sits inside the bearer layer and reads its Principal.
-
-#[derive(Debug, Clone)]
-struct RequireHealthScopeLayer {
-    renderer: Renderer,
-}
-
-impl<S> Layer<S> for RequireHealthScopeLayer {
-    type Service = RequireHealthScope<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequireHealthScope {
-            inner,
-            renderer: self.renderer.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct RequireHealthScope<S> {
-    inner: S,
-    renderer: Renderer,
-}
-
-type GuardFuture<F, B, E> = Either<
-    Ready<Result<http::Response<AuthBody<B>>, E>>,
-    MapOk<F, fn(http::Response<B>) -> http::Response<AuthBody<B>>>,
->;
-
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RequireHealthScope<S>
-where
-    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-{
-    type Response = http::Response<AuthBody<ResBody>>;
-    type Error = S::Error;
-    type Future = GuardFuture<S::Future, ResBody, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let path = req.uri().path();
-        if path == CHECK || path == "/grpc.health.v1.Health/Watch" {
-            let refusal = match req.extensions().get::<Principal>() {
-                None => Some(AuthError::new(AuthErrorKind::MissingCredentials)),
-                Some(p) if !p.scopes().contains(HEALTH_SCOPE) => {
-                    Some(AuthError::insufficient_scope(HEALTH_SCOPE))
-                }
-                Some(_) => None,
-            };
-            if let Some(err) = refusal {
-                return Either::Left(ready(Ok(self.renderer.render_grpc(err))));
-            }
-        }
-        let wrap: fn(http::Response<ResBody>) -> http::Response<AuthBody<ResBody>> =
-            |res| res.map(AuthBody::new);
-        Either::Right(self.inner.call(req).map_ok(wrap))
-    }
-}
-
 // --- The server.
+
+/// The scope table of `examples/grpc.rs`: `Check` and `Watch` need `health:read`, any other
+/// method a valid token. It sits inside the bearer layer and answers in its realm.
+fn health_guard() -> ScopeGuardLayer {
+    ScopeGuardLayer::methods(
+        MethodScopes::new()
+            .method(CHECK, ScopePolicy::scope(HEALTH_SCOPE))
+            .method(
+                "/grpc.health.v1.Health/Watch",
+                ScopePolicy::scope(HEALTH_SCOPE),
+            )
+            .default_policy(ScopePolicy::authenticated()),
+    )
+    .expect("valid method table")
+}
 
 struct TestServer {
     addr: SocketAddr,
@@ -129,9 +78,7 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = Server::builder()
             .layer(BearerAuthLayer::new(jwt).realm(REALM))
-            .layer(RequireHealthScopeLayer {
-                renderer: Renderer::default().with_realm(REALM),
-            })
+            .layer(health_guard())
             .layer(probe)
             .add_service(health);
         let task = tokio::spawn(router.serve_with_incoming_shutdown(

@@ -7,9 +7,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{OnceLock, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
 use tower_bearer::testing::{TestIssuer, claims};
 
 /// How long the server may take to print `listening on`.
@@ -71,6 +75,8 @@ fn build_example(profile_dir: &Path) {
         ("axum", cfg!(feature = "axum")),
         ("tonic", cfg!(feature = "tonic")),
         ("testing", cfg!(feature = "testing")),
+        ("jwks", cfg!(feature = "jwks")),
+        ("reqwest", cfg!(feature = "reqwest")),
     ]
     .into_iter()
     .filter_map(|(name, on)| on.then_some(name))
@@ -125,6 +131,39 @@ fn build_example(profile_dir: &Path) {
 
 // --- the server process ------------------------------------------------------------------------
 
+/// The example binary with `args`, its standard input closed, and no proxy settings from the
+/// environment (every URL the tests give it is on 127.0.0.1).
+fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(server_binary());
+    cmd.args(args).stdin(Stdio::null());
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// The lines `reader` yields, read by a thread of its own until EOF (or until the receiver
+/// is dropped and another line comes).
+fn lines_of(reader: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A running server; killed and reaped when dropped.
 struct Server {
     child: Child,
@@ -145,9 +184,7 @@ impl Drop for Server {
 impl Server {
     /// Starts the example with `args` and waits for `listening on http://ADDR`.
     fn start(args: &[&str]) -> Server {
-        let child = Command::new(server_binary())
-            .args(args)
-            .stdin(Stdio::null())
+        let child = command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -157,17 +194,8 @@ impl Server {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stdout: Vec::new(),
         };
-        let stdout = server.child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        // Drains stdout for the life of the process; ends at EOF.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        // Drains stdout for the life of the process.
+        let rx = lines_of(server.child.stdout.take().expect("piped stdout"));
         let deadline = Instant::now() + STARTUP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -202,9 +230,7 @@ impl Server {
 
 /// Runs the example to completion (for argument errors), bounded in time.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(server_binary())
-        .args(args)
-        .stdin(Stdio::null())
+    let mut child = command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -331,6 +357,106 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+// --- a JWKS endpoint and an OIDC discovery document -------------------------------------------
+
+/// Serves a JWK Set at `/jwks` and a discovery document at `/.well-known/openid-configuration`
+/// on 127.0.0.1, from a Tokio runtime of its own that is shut down when this is dropped.
+struct KeyServer {
+    state: Arc<KeyServerState>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+struct KeyServerState {
+    /// `http://127.0.0.1:PORT`.
+    base: String,
+    keys: Mutex<Vec<Value>>,
+    /// The issuer the discovery document names (`None`: the base URL, as it should).
+    issuer: Mutex<Option<String>>,
+    jwks_fetches: AtomicUsize,
+}
+
+async fn serve_jwks(State(state): State<Arc<KeyServerState>>) -> Json<Value> {
+    state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    let keys = state.keys.lock().unwrap().clone();
+    Json(json!({ "keys": keys }))
+}
+
+async fn serve_discovery(State(state): State<Arc<KeyServerState>>) -> Json<Value> {
+    let issuer = state.issuer.lock().unwrap().clone();
+    Json(json!({
+        "issuer": issuer.unwrap_or_else(|| state.base.clone()),
+        "jwks_uri": format!("{}/jwks", state.base),
+    }))
+}
+
+impl KeyServer {
+    fn start(keys: &[&TestIssuer]) -> KeyServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(KeyServerState {
+            base: format!("http://{addr}"),
+            keys: Mutex::new(keys.iter().map(|k| k.jwk()).collect()),
+            issuer: Mutex::new(None),
+            jwks_fetches: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/jwks", get(serve_jwks))
+            .route("/.well-known/openid-configuration", get(serve_discovery))
+            .with_state(state.clone());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("Tokio runtime");
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).expect("Tokio listener")
+        };
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        KeyServer {
+            state,
+            _runtime: runtime,
+        }
+    }
+
+    /// The issuer URL (and base of both documents).
+    fn base(&self) -> &str {
+        &self.state.base
+    }
+
+    fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.state.base)
+    }
+
+    /// Publishes one more key.
+    fn add(&self, issuer: &TestIssuer) {
+        self.state.keys.lock().unwrap().push(issuer.jwk());
+    }
+
+    /// Makes the discovery document name `issuer` instead of the base URL.
+    fn discover_as(&self, issuer: &str) {
+        *self.state.issuer.lock().unwrap() = Some(issuer.to_owned());
+    }
+
+    /// How many times the JWK Set was fetched.
+    fn fetches(&self) -> usize {
+        self.state.jwks_fetches.load(Ordering::SeqCst)
+    }
+}
+
+/// `http://127.0.0.1:PORT` where nothing listens (the port was bound, then closed).
+fn unreachable_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
 }
 
 // --- tests -------------------------------------------------------------------------------------
@@ -543,6 +669,27 @@ fn bad_arguments_are_refused() {
         &["--bind"],
         &["--bind", "not-an-address"],
         &["--issuer", ""],
+        &["--jwks-url"],
+        &["--oidc-issuer", ""],
+        // One key source at most.
+        &[
+            "--key-file",
+            "key.pem",
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks",
+        ],
+        &[
+            "--jwks-url",
+            "http://127.0.0.1:9/jwks",
+            "--oidc-issuer",
+            "http://127.0.0.1:9",
+        ],
+        &[
+            "--oidc-issuer",
+            "http://127.0.0.1:9",
+            "--key-file",
+            "key.pem",
+        ],
     ] {
         let (status, stderr) = run_to_exit(args);
         assert_eq!(status.code(), Some(2), "{args:?}: {status}; {stderr}");
@@ -566,9 +713,7 @@ fn bad_arguments_are_refused() {
 fn missing_audience_is_warned_about() {
     let issuer = TestIssuer::es256();
     let pem = TempFile::new("pem", &issuer.public_key_pem().expect("EC has a PEM"));
-    let mut child = Command::new(server_binary())
-        .args(["--bind", "127.0.0.1:0", "--key-file", pem.path()])
-        .stdin(Stdio::null())
+    let mut child = command(&["--bind", "127.0.0.1:0", "--key-file", pem.path()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -583,15 +728,7 @@ fn missing_audience_is_warned_about() {
         }
     }
     let _reap = Reap(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(stderr);
     let deadline = Instant::now() + STARTUP;
     loop {
         let line = rx
@@ -601,4 +738,167 @@ fn missing_audience_is_warned_about() {
             break;
         }
     }
+}
+
+/// Not dev mode: no tokens or `curl` lines printed.
+fn assert_no_dev_banner(server: &Server) {
+    assert!(
+        !server
+            .stdout
+            .iter()
+            .any(|l| l.contains("_TOKEN=") || l.starts_with("curl ")),
+        "{:#?}",
+        server.stdout
+    );
+}
+
+/// `--jwks-url`: tokens verified with the keys of a remote JWK Set; a key published after the
+/// start is accepted on the first token that names it (the unknown `kid` makes the server
+/// fetch the set again).
+#[test]
+fn jwks_url_verifies_tokens_and_picks_up_a_new_key_on_first_use() {
+    let (iss, aud) = ("https://issuer.test", "api://items");
+    let first = TestIssuer::es256().with_kid("remote-1");
+    let second = TestIssuer::rs256().with_kid("remote-2");
+    let mint = |signer: &TestIssuer, sub: &str| {
+        signer.mint(
+            claims(sub, "items:read", Duration::from_secs(300))
+                .iss(iss)
+                .aud(aud),
+        )
+    };
+    let keys = KeyServer::start(&[&first]);
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--jwks-url",
+        &keys.jwks_url(),
+        "--issuer",
+        iss,
+        "--audience",
+        aud,
+    ]);
+    assert_no_dev_banner(&server);
+    assert_eq!(keys.fetches(), 1, "the set is fetched once at start");
+
+    let me = http(server.addr, "GET", "/me", Some(&mint(&first, "alice")));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains(r#""sub":"alice""#), "{}", me.body);
+    assert_eq!(keys.fetches(), 1, "a known key needs no fetch");
+
+    // Rotation: the issuer publishes a second key and signs with it at once.
+    keys.add(&second);
+    let me = http(server.addr, "GET", "/me", Some(&mint(&second, "bob")));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains(r#""sub":"bob""#), "{}", me.body);
+    assert_eq!(keys.fetches(), 2, "one fetch for the unknown kid");
+    let me = http(server.addr, "GET", "/me", Some(&mint(&first, "alice")));
+    assert_eq!(me.status, 200, "the first key still works: {me:?}");
+
+    // A key nobody published stays unknown.
+    let stranger = TestIssuer::es256().with_kid("remote-3");
+    let refused = http(server.addr, "GET", "/me", Some(&mint(&stranger, "mallory")));
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let challenge = refused
+        .header("www-authenticate")
+        .expect("challenge on 401");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+}
+
+/// `--oidc-issuer`: keys found through the discovery document, and `iss` pinned to the issuer.
+#[test]
+fn oidc_issuer_pins_the_discovered_issuer() {
+    let signer = TestIssuer::es256().with_kid("oidc-1");
+    let keys = KeyServer::start(&[&signer]);
+    let aud = "api://items";
+    let mint = |iss: &str| {
+        signer.mint(
+            claims("alice", "", Duration::from_secs(300))
+                .iss(iss)
+                .aud(aud),
+        )
+    };
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--oidc-issuer",
+        keys.base(),
+        "--audience",
+        aud,
+    ]);
+    assert_no_dev_banner(&server);
+
+    let me = http(server.addr, "GET", "/me", Some(&mint(keys.base())));
+    assert_eq!(me.status, 200, "{me:?}");
+    assert!(me.body.contains(r#""sub":"alice""#), "{}", me.body);
+
+    let other = http(server.addr, "GET", "/me", Some(&mint("https://other.test")));
+    assert_eq!(other.status, 401, "{other:?}");
+    let challenge = other.header("www-authenticate").expect("challenge on 401");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    drop(server);
+
+    // `--issuer` may repeat the discovered issuer.
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--oidc-issuer",
+        keys.base(),
+        "--issuer",
+        keys.base(),
+        "--audience",
+        aud,
+    ]);
+    let me = http(server.addr, "GET", "/me", Some(&mint(keys.base())));
+    assert_eq!(me.status, 200, "{me:?}");
+}
+
+/// A remote key source that cannot be loaded at start: a clear message and exit status 1,
+/// before the server listens.
+#[test]
+fn remote_key_sources_that_fail_at_start_exit_1() {
+    let signer = TestIssuer::es256().with_kid("oidc-1");
+    let keys = KeyServer::start(&[&signer]);
+
+    // `--issuer` contradicting the discovered issuer is a configuration error.
+    let (status, stderr) = run_to_exit(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--oidc-issuer",
+        keys.base(),
+        "--issuer",
+        "https://other.test",
+    ]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("issuer"), "{stderr}");
+
+    // A discovery document naming another issuer.
+    keys.discover_as("https://elsewhere.test");
+    let (status, stderr) = run_to_exit(&["--bind", "127.0.0.1:0", "--oidc-issuer", keys.base()]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("discovery"), "{stderr}");
+    assert!(stderr.contains("https://elsewhere.test"), "{stderr}");
+
+    // A JWK Set URL that answers 404.
+    let missing = format!("{}/no-such-jwks", keys.base());
+    let (status, stderr) = run_to_exit(&["--bind", "127.0.0.1:0", "--jwks-url", &missing]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("404"), "{stderr}");
+
+    // Nothing listening at all.
+    let nowhere = unreachable_base();
+    let url = format!("{nowhere}/jwks");
+    let (status, stderr) = run_to_exit(&["--bind", "127.0.0.1:0", "--jwks-url", &url]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("error: --jwks-url"), "{stderr}");
+    assert!(stderr.contains(&url), "{stderr}");
+    let (status, stderr) = run_to_exit(&["--bind", "127.0.0.1:0", "--oidc-issuer", &nowhere]);
+    assert_eq!(status.code(), Some(1), "{status}; {stderr}");
+    assert!(stderr.contains("discovery"), "{stderr}");
 }

@@ -1,0 +1,389 @@
+//! What the examples share: the command line (`--bind` and the key-source flags), the
+//! authenticator those flags describe (dev mode, a key file, a remote JWK Set or OIDC
+//! discovery), dev-mode tokens, logging and the shutdown signal.
+//!
+//! Each example includes it with `#[path = "common/mod.rs"] mod common;` (Cargo does not take
+//! a folder without `main.rs` for an example of its own).
+
+use std::future::Future;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tower_bearer::jwks::RemoteJwks;
+use tower_bearer::keys::{Key, KeySet};
+use tower_bearer::testing::{Claims, TestIssuer, claims};
+use tower_bearer::validate::Jwt;
+use tracing_subscriber::EnvFilter;
+
+/// The realm named in every challenge the examples send.
+pub(crate) const REALM: &str = "tower-bearer";
+/// Issuer and audience of dev-mode tokens (unless `--issuer` / `--audience` say otherwise).
+pub(crate) const DEV_NAME: &str = "tower-bearer-dev";
+/// Lifetime of dev-mode tokens.
+pub(crate) const DEV_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The usage lines of the key-source and claim flags, shared by the examples that take them.
+const KEY_FLAGS_HELP: &str = "  --key-file PATH     a PEM public key, or a JWK Set (JSON) file
+  --jwks-url URL      a remote JWK Set, fetched at start, refreshed in the background and at
+                      once when a token names an unknown `kid`
+  --oidc-issuer URL   an OpenID Connect issuer: its keys are found through
+                      URL/.well-known/openid-configuration, and `iss` must equal URL
+                      (at most one of these three; none = dev mode: a signing key is
+                      generated and ready tokens are printed)
+  --issuer ISS        required `iss` claim (dev mode default: tower-bearer-dev)
+  --audience AUD      required `aud` claim (dev mode default: tower-bearer-dev)
+";
+
+/// The command line of one example.
+#[derive(Debug)]
+pub(crate) struct Cli {
+    /// The example's name, for the usage text.
+    pub(crate) name: &'static str,
+    /// Where it listens without `--bind`.
+    pub(crate) default_bind: SocketAddr,
+    /// Whether it takes the key-source and claim flags (without them: dev mode only).
+    pub(crate) key_flags: bool,
+    /// A paragraph after the flags.
+    pub(crate) note: &'static str,
+}
+
+/// Where the verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeySource {
+    /// A signing key generated at start; tokens are printed.
+    Dev,
+    /// `--key-file PATH`.
+    File(String),
+    /// `--jwks-url URL`.
+    JwksUrl(String),
+    /// `--oidc-issuer URL`.
+    OidcIssuer(String),
+}
+
+impl KeySource {
+    fn flag(&self) -> &'static str {
+        match self {
+            KeySource::Dev => "dev mode",
+            KeySource::File(_) => "--key-file",
+            KeySource::JwksUrl(_) => "--jwks-url",
+            KeySource::OidcIssuer(_) => "--oidc-issuer",
+        }
+    }
+}
+
+/// The parsed command line.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) bind: SocketAddr,
+    pub(crate) keys: KeySource,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Option<String>,
+}
+
+/// Why parsing stopped.
+#[derive(Debug)]
+enum ArgsError {
+    Help,
+    Usage(String),
+}
+
+impl Cli {
+    /// The help text.
+    fn usage(&self) -> String {
+        let bind_help = format!(
+            "  --bind ADDR         address to listen on (default {}; port 0 picks one)\n",
+            self.default_bind
+        );
+        let mut out = format!("usage: {} [--bind ADDR]", self.name);
+        if self.key_flags {
+            let indent = " ".repeat("usage: ".len() + self.name.len());
+            out.push_str(" [--key-file PATH | --jwks-url URL | --oidc-issuer URL]\n");
+            out.push_str(&format!("{indent} [--issuer ISS] [--audience AUD]\n\n"));
+            out.push_str(&bind_help);
+            out.push_str(KEY_FLAGS_HELP);
+        } else {
+            out.push_str("\n\n");
+            out.push_str(&bind_help);
+        }
+        out.push_str("  --help              print this help\n");
+        if !self.note.is_empty() {
+            out.push('\n');
+            out.push_str(self.note);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Parses the process arguments. `Err(code)`: exit now with this code (0 after `--help`,
+    /// 2 after a usage error, which is printed with the help text on stderr).
+    fn parse_env(&self) -> Result<Options, ExitCode> {
+        match self.parse(std::env::args().skip(1)) {
+            Ok(opts) => Ok(opts),
+            Err(ArgsError::Help) => {
+                print!("{}", self.usage());
+                Err(ExitCode::SUCCESS)
+            }
+            Err(ArgsError::Usage(msg)) => {
+                eprintln!("error: {msg}\n\n{}", self.usage());
+                Err(ExitCode::from(2))
+            }
+        }
+    }
+
+    fn parse(&self, mut args: impl Iterator<Item = String>) -> Result<Options, ArgsError> {
+        let mut opts = Options {
+            bind: self.default_bind,
+            keys: KeySource::Dev,
+            issuer: None,
+            audience: None,
+        };
+        while let Some(arg) = args.next() {
+            // Accept both `--flag value` and `--flag=value`.
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+                _ => (arg.clone(), None),
+            };
+            if flag == "--help" || flag == "-h" {
+                return Err(ArgsError::Help);
+            }
+            let known = match flag.as_str() {
+                "--bind" => true,
+                "--key-file" | "--jwks-url" | "--oidc-issuer" | "--issuer" | "--audience" => {
+                    self.key_flags
+                }
+                _ => false,
+            };
+            if !known {
+                return Err(ArgsError::Usage(format!("unknown argument `{arg}`")));
+            }
+            let Some(value) = inline.or_else(|| args.next()) else {
+                return Err(ArgsError::Usage(format!("`{flag}` needs a value")));
+            };
+            if value.is_empty() {
+                return Err(ArgsError::Usage(format!(
+                    "`{flag}` needs a non-empty value"
+                )));
+            }
+            let source = match flag.as_str() {
+                "--bind" => {
+                    opts.bind = value.parse().map_err(|_| {
+                        ArgsError::Usage(format!(
+                            "`--bind {value}` is not an address like 127.0.0.1:3000"
+                        ))
+                    })?;
+                    continue;
+                }
+                "--issuer" => {
+                    opts.issuer = Some(value);
+                    continue;
+                }
+                "--audience" => {
+                    opts.audience = Some(value);
+                    continue;
+                }
+                "--key-file" => KeySource::File(value),
+                "--jwks-url" => KeySource::JwksUrl(value),
+                _ => KeySource::OidcIssuer(value),
+            };
+            if opts.keys != KeySource::Dev {
+                return Err(ArgsError::Usage(format!(
+                    "`{}` and `{}` cannot be used together: give one key source",
+                    opts.keys.flag(),
+                    source.flag()
+                )));
+            }
+            opts.keys = source;
+        }
+        Ok(opts)
+    }
+}
+
+/// A signing key generated at start, and the claims its tokens carry.
+#[derive(Debug)]
+pub(crate) struct DevMode {
+    issuer: TestIssuer,
+    iss: String,
+    aud: String,
+}
+
+impl DevMode {
+    /// Claims for `sub` with `scope`, with this mode's `iss` and `aud`, valid
+    /// [`DEV_TOKEN_LIFETIME`].
+    pub(crate) fn claims(&self, sub: &str, scope: &str) -> Claims {
+        claims(sub, scope, DEV_TOKEN_LIFETIME)
+            .iss(&self.iss)
+            .aud(&self.aud)
+    }
+
+    /// A signed token.
+    pub(crate) fn mint(&self, claims: Claims) -> String {
+        self.issuer.mint(claims)
+    }
+
+    /// One line saying what dev mode set up.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "dev mode: ES256 key \"dev-1\" generated at start; iss \"{}\", aud \"{}\"; tokens valid {} s",
+            self.iss,
+            self.aud,
+            DEV_TOKEN_LIFETIME.as_secs()
+        )
+    }
+}
+
+/// Builds the authenticator the options describe; in dev mode also the key that mints the
+/// demo tokens. Fetches the remote key set (and discovery document) first, if any: an error
+/// says why it failed.
+pub(crate) async fn authenticator(opts: &Options) -> Result<(Jwt, Option<DevMode>), String> {
+    let mut builder = Jwt::builder();
+    let mut dev = None;
+    match &opts.keys {
+        KeySource::Dev => {
+            let mode = DevMode {
+                issuer: TestIssuer::es256().with_kid("dev-1"),
+                iss: opts.issuer.clone().unwrap_or_else(|| DEV_NAME.to_owned()),
+                aud: opts.audience.clone().unwrap_or_else(|| DEV_NAME.to_owned()),
+            };
+            builder = builder
+                .key(mode.issuer.key())
+                .issuer(mode.iss.as_str())
+                .audience(mode.aud.as_str());
+            dev = Some(mode);
+        }
+        KeySource::File(path) => builder = builder.keys(load_key_file(path)?),
+        KeySource::JwksUrl(url) => {
+            let remote = RemoteJwks::builder(url.as_str())
+                .client(http_client()?)
+                .build()
+                .await
+                .map_err(|e| format!("--jwks-url {url}: {e}"))?;
+            builder = builder.jwks(remote);
+        }
+        KeySource::OidcIssuer(issuer) => {
+            // Pins `iss` to the discovered issuer; a different `--issuer` fails `build()`.
+            let remote = RemoteJwks::discover(issuer.as_str())
+                .client(http_client()?)
+                .build()
+                .await
+                .map_err(|e| format!("--oidc-issuer {issuer}: {e}"))?;
+            builder = builder.jwks(remote);
+        }
+    }
+    if dev.is_none() {
+        if let Some(iss) = &opts.issuer {
+            builder = builder.issuer(iss.as_str());
+        }
+        builder = match &opts.audience {
+            Some(aud) => builder.audience(aud.as_str()),
+            None => {
+                eprintln!(
+                    "warning: no --audience given: tokens issued for ANY audience are accepted"
+                );
+                builder.any_audience()
+            }
+        };
+    }
+    let jwt = builder.build().map_err(|e| e.to_string())?;
+    Ok((jwt, dev))
+}
+
+/// The HTTP client for key sets and discovery documents (system proxy settings apply).
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Reads `--key-file`: a JWK Set when it starts with `{`, a PEM public key otherwise.
+fn load_key_file(path: &str) -> Result<KeySet, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key file {path}: {e}"))?;
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        let text =
+            std::str::from_utf8(&bytes).map_err(|_| format!("{path}: a JWK Set must be UTF-8"))?;
+        KeySet::from_jwks_json(text).map_err(|e| format!("{path}: {e}"))
+    } else {
+        let key = Key::from_pem(&bytes, None).map_err(|e| format!("{path}: {e}"))?;
+        KeySet::new().with(key).map_err(|e| format!("{path}: {e}"))
+    }
+}
+
+/// Logs to stderr (colours only on a terminal), filtered by `RUST_LOG` or else `default_filter`.
+fn init_tracing(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        )
+        .init();
+}
+
+/// Binds `addr`; returns the listener and the address it got (port 0 picks one).
+pub(crate) async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+    Ok((listener, local))
+}
+
+/// Installs the Ctrl-C and SIGTERM handlers now, before `listening on` is printed (so a signal
+/// sent right after it is not lost), and resolves on the first of them.
+pub(crate) fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let installed = signal(SignalKind::interrupt()).and_then(|interrupt| {
+            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+        });
+        let (mut interrupt, mut terminate) =
+            installed.map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+            tracing::info!("shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
+}
+
+/// The `main` of an example: parses the command line (`--help` exits 0, a usage error 2),
+/// starts logging with `default_filter` unless `RUST_LOG` is set, and runs `run` on a Tokio
+/// runtime. An error from `run` is printed on stderr and exits 1.
+pub(crate) fn main<F, Fut>(cli: &Cli, default_filter: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Options) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let opts = match cli.parse_env() {
+        Ok(opts) => opts,
+        Err(code) => return code,
+    };
+    init_tracing(default_filter);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the Tokio runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(opts)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -31,7 +31,9 @@ use std::process::ExitCode;
 use common::{Cli, DevMode, REALM};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower::util::{Either, MapResponseLayer};
 use tower_bearer::BearerAuthLayer;
+use tower_bearer::body::AuthBody;
 use tower_bearer::scope::{MethodScopes, ScopeGuardLayer, ScopePolicy};
 
 const CLI: Cli = Cli {
@@ -99,10 +101,19 @@ async fn run(opts: common::Options) -> Result<(), String> {
         print_dev_tokens(dev, addr);
     }
 
+    // The limit sits inside the bearer layer and the guard: it counts verified, authorized
+    // calls. Without `--rate-limit` a no-op stands in its place (same response type).
+    let limit = match common::rate_limit(&opts).await? {
+        Some(limit) => Either::Left(limit),
+        None => Either::Right(MapResponseLayer::new(
+            |res: http::Response<tonic::body::Body>| res.map(AuthBody::new),
+        )),
+    };
     let (_reporter, health) = tonic_health::server::health_reporter();
     let server = Server::builder()
         .layer(BearerAuthLayer::new(jwt).realm(REALM))
         .layer(guard)
+        .layer(limit)
         .add_service(health);
 
     println!("listening on http://{addr}");

@@ -6,9 +6,10 @@
 //! cargo run --example server
 //! ```
 //!
-//! With no key source this starts in **dev mode**: it generates an ES256 signing key, prints
-//! ready-made tokens with different scopes and `curl` lines (each ending in `# expect STATUS`),
-//! then `listening on http://ADDR`. Paste the `curl` lines in another shell, in order.
+//! With no key source this starts in **dev mode**: it generates an ES256 signing key, limits
+//! each caller to 5 requests at once then one per 2 s (unless `--rate-limit` says otherwise),
+//! prints ready-made tokens with different scopes and `curl` lines (each ending in
+//! `# expect STATUS`: 200, 400, 401, 403 and 429), then `listening on http://ADDR`. Paste the `curl` lines in another shell, in order.
 //!
 //! To verify tokens from a real issuer instead, give one key source:
 //!
@@ -31,6 +32,10 @@
 //!                     (at most one of these three; none = dev mode)
 //! --issuer ISS        required `iss` (dev mode default: tower-bearer-dev)
 //! --audience AUD      required `aud` (dev mode default: tower-bearer-dev)
+//! --rate-limit N/D    per-caller limit keyed on the verified `sub` (e.g. 5/10s, 100/1m):
+//!                     N requests at once, then one per D/N; 429 with Retry-After beyond it
+//! --redis-url URL     keep rate-limit state in Redis, shared by every instance using it
+//!                     (needs --rate-limit; Redis unreachable: 503)
 //! --help              this help
 //! ```
 //!
@@ -62,7 +67,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +76,8 @@ use axum::{Json, Router};
 use common::{Cli, DevMode, REALM};
 use serde_json::{Value, json};
 use tower_bearer::extract::BearerToken;
-use tower_bearer::reject::Renderer;
+use tower_bearer::rate_limit::Quota;
+use tower_bearer::scope::ScopeGuardLayer;
 use tower_bearer::validate::Authenticator as _;
 use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
 
@@ -147,25 +153,15 @@ struct AppState {
 
 type Shared = Arc<AppState>;
 
-/// A refusal from a handler.
+/// A refusal from a handler (scope refusals come from the guards, before any handler).
 enum Rejection {
-    /// Rendered like the layer's own rejections, with the same realm (`AuthError` is itself an
-    /// axum response, but one rendered with the default realm `api`).
-    Auth(AuthError),
     /// A 400 with a JSON error body.
     BadRequest(String),
-}
-
-impl From<AuthError> for Rejection {
-    fn from(err: AuthError) -> Self {
-        Self::Auth(err)
-    }
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         match self {
-            Self::Auth(err) => Renderer::new(REALM).render_http::<Body>(err).map(Body::new),
             Self::BadRequest(description) => {
                 let body = json!({"error": "invalid_request", "error_description": description});
                 (StatusCode::BAD_REQUEST, Json(body)).into_response()
@@ -174,14 +170,10 @@ impl IntoResponse for Rejection {
     }
 }
 
-/// Refuses with 403 `insufficient_scope` unless the token has every scope of `needed`; the
-/// challenge names all of them (RFC 6750 §3.1).
-fn require(principal: &Principal, needed: &[&str]) -> Result<(), AuthError> {
-    if principal.scopes().contains_all(needed.iter().copied()) {
-        Ok(())
-    } else {
-        Err(AuthError::insufficient_scope(needed.join(" ")))
-    }
+/// A guard for `route_layer`: 403 `insufficient_scope` naming the scopes of `policy`
+/// (RFC 6750 §3.1) unless the token satisfies it.
+fn guard(policy: &str) -> ScopeGuardLayer {
+    ScopeGuardLayer::parse(policy).expect("valid scope policy")
 }
 
 /// Parses a JSON object body and reads one string member of it.
@@ -209,11 +201,7 @@ async fn me(principal: Principal) -> Json<Value> {
     }))
 }
 
-async fn list_items(
-    State(state): State<Shared>,
-    principal: Principal,
-) -> Result<Json<Value>, Rejection> {
-    require(&principal, &["items:read"])?;
+async fn list_items(State(state): State<Shared>) -> Result<Json<Value>, Rejection> {
     let items = state.items.lock().expect("items lock").clone();
     Ok(Json(Value::Array(items)))
 }
@@ -223,7 +211,6 @@ async fn create_item(
     principal: Principal,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), Rejection> {
-    require(&principal, &["items:write"])?;
     let name = string_member(&body, "name")?;
     let id = {
         let mut next = state.next_id.lock().expect("id lock");
@@ -237,10 +224,8 @@ async fn create_item(
 
 async fn delete_item(
     State(state): State<Shared>,
-    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Rejection> {
-    require(&principal, &["items:write", "admin"])?;
     let Ok(id) = id.parse::<u64>() else {
         return Ok(StatusCode::NOT_FOUND);
     };
@@ -259,7 +244,6 @@ async fn revoke(
     principal: Principal,
     body: Bytes,
 ) -> Result<Response, Rejection> {
-    require(&principal, &["admin"])?;
     let jti = string_member(&body, "jti")?;
     match state.revocations.revoke(&jti) {
         Ok(()) => {
@@ -288,6 +272,7 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
     let (writer, _) = mint("writer", "items:read items:write");
     let (admin, _) = mint("admin", "items:read items:write admin");
     let (nobody, _) = mint("nobody", "");
+    let (burst, _) = mint("burst", "");
 
     let url = |path: &str| format!("http://{addr}{path}");
     let bearer = |token: &str| format!(" -H 'Authorization: Bearer {token}'");
@@ -312,6 +297,7 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
         ("WRITER", "items:read items:write", &writer),
         ("ADMIN", "items:read items:write admin", &admin),
         ("NOSCOPE", "", &nobody),
+        ("BURST", "", &burst),
     ] {
         out.push_str(&format!("# scope \"{scope}\"\n{name}_TOKEN={token}\n"));
     }
@@ -351,6 +337,13 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
             200,
         ),
         curl("GET", &bearer(&reader), "", "/items", 401),
+        // The per-caller limit (dev default 5/10s): the sixth request at once is refused.
+        curl("GET", &bearer(&burst), "", "/me", 200),
+        curl("GET", &bearer(&burst), "", "/me", 200),
+        curl("GET", &bearer(&burst), "", "/me", 200),
+        curl("GET", &bearer(&burst), "", "/me", 200),
+        curl("GET", &bearer(&burst), "", "/me", 200),
+        curl("GET", &bearer(&burst), "", "/me", 429),
     ];
     for line in lines {
         out.push_str(&line);
@@ -359,12 +352,22 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
     out
 }
 
+/// The per-caller limit of dev mode when `--rate-limit` is not given: 5 at once, then one
+/// per 2 s.
+fn dev_rate_limit() -> Quota {
+    Quota::per(Duration::from_secs(10), 5)
+}
+
 fn main() -> ExitCode {
     common::main(&CLI, "info,tower_bearer::audit=info", run)
 }
 
-async fn run(opts: common::Options) -> Result<(), String> {
+async fn run(mut opts: common::Options) -> Result<(), String> {
     let (jwt, dev) = common::authenticator(&opts).await?;
+    if dev.is_some() && opts.rate_limit.is_none() {
+        // Dev mode shows a 429 too: 5 requests at once per caller, then one per 2 s.
+        opts.rate_limit = Some(dev_rate_limit());
+    }
 
     // The JWT checks (through `Authenticator`, which refreshes a remote key set when a token
     // names an unknown `kid`; `Jwt::verify` never fetches), then the revocation list. A
@@ -396,13 +399,27 @@ async fn run(opts: common::Options) -> Result<(), String> {
         revocations,
     });
 
-    let protected = Router::new()
+    // Scope guards run after the bearer layer (they read its `Principal`) and before the
+    // handlers, so a request lacking a scope never reaches a handler or has its body read.
+    let mut protected = Router::new()
         .route("/me", get(me))
-        .route("/items", get(list_items).post(create_item))
-        .route("/items/{id}", delete(delete_item))
-        .route("/revoke", post(revoke))
-        .with_state(state)
-        .layer(BearerAuthLayer::new(authenticator).realm(REALM));
+        .route(
+            "/items",
+            get(list_items)
+                .route_layer(guard("items:read"))
+                .merge(post(create_item).route_layer(guard("items:write"))),
+        )
+        .route(
+            "/items/{id}",
+            delete(delete_item).route_layer(guard("items:write AND admin")),
+        )
+        .route("/revoke", post(revoke).route_layer(guard("admin")))
+        .with_state(state);
+    // The limit sits inside the bearer layer: it counts verified callers only.
+    if let Some(limit) = common::rate_limit(&opts).await? {
+        protected = protected.layer(limit);
+    }
+    let protected = protected.layer(BearerAuthLayer::new(authenticator).realm(REALM));
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 

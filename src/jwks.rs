@@ -101,6 +101,22 @@ pub trait HttpClient: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>>;
 }
 
+/// An error with its chain of causes ("error sending request: connection refused").
+#[cfg(feature = "reqwest")]
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(feature = "reqwest")]
 impl HttpClient for reqwest::Client {
     fn get<'a>(
@@ -113,7 +129,7 @@ impl HttpClient for reqwest::Client {
                 .header(http::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| FetchError::new(format!("GET {url}: {e}")))?;
+                .map_err(|e| FetchError::new(format!("GET {url}: {}", with_causes(&e))))?;
             if res.content_length().is_some_and(|l| l > max_body as u64) {
                 return Err(FetchError::new(format!(
                     "GET {url}: body larger than {max_body} bytes"
@@ -129,7 +145,7 @@ impl HttpClient for reqwest::Client {
             while let Some(chunk) = res
                 .chunk()
                 .await
-                .map_err(|e| FetchError::new(format!("GET {url}: {e}")))?
+                .map_err(|e| FetchError::new(format!("GET {url}: {}", with_causes(&e))))?
             {
                 if body.len() + chunk.len() > max_body {
                     return Err(FetchError::new(format!(

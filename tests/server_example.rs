@@ -492,7 +492,7 @@ fn dev_mode_curl_lines_answer_as_announced() {
         curls.len(),
         server.stdout
     );
-    for status in [200, 400, 401, 403] {
+    for status in [200, 400, 401, 403, 429] {
         assert!(
             curls.iter().any(|(_, s)| *s == status),
             "no curl line expects {status}"
@@ -901,4 +901,128 @@ fn remote_key_sources_that_fail_at_start_exit_1() {
     let (status, stderr) = run_to_exit(&["--bind", "127.0.0.1:0", "--oidc-issuer", &nowhere]);
     assert_eq!(status.code(), Some(1), "{status}; {stderr}");
     assert!(stderr.contains("discovery"), "{stderr}");
+}
+
+#[path = "support/mod.rs"]
+mod support;
+
+/// `--rate-limit 5/10s`: five requests at once per verified subject, then one per 2 s.
+fn assert_rate_limited(servers: &[&Server], issuer: &TestIssuer) {
+    let token = |sub: &str| {
+        issuer.mint(
+            claims(sub, "items:read", Duration::from_secs(600))
+                .iss("https://issuer.test")
+                .aud("api://items"),
+        )
+    };
+    let alice = token("alice");
+    for i in 0..5 {
+        // Spread over the instances: with Redis they share one quota.
+        let server = servers[i % servers.len()];
+        let r = http(server.addr, "GET", "/items", Some(&alice));
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        assert_eq!(r.header("ratelimit-policy"), Some(r#""default";q=5;w=10"#));
+        // Sequential requests: one quota, whichever instance answers.
+        let expected = format!(r#""default";r={};t={}"#, 4 - i, 2 * (i + 1));
+        assert_eq!(r.header("ratelimit"), Some(expected.as_str()));
+    }
+    for server in servers {
+        let r = http(server.addr, "GET", "/items", Some(&alice));
+        assert_eq!(r.status, 429, "{r:?}");
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    }
+    // Another caller has a quota of their own; /health is not limited.
+    assert_eq!(
+        http(servers[0].addr, "GET", "/items", Some(&token("bob"))).status,
+        200
+    );
+    let health = http(servers[0].addr, "GET", "/health", None);
+    assert_eq!(health.status, 200);
+    assert!(health.header("ratelimit").is_none());
+    // A forged token spends nothing and gets 401.
+    let forged = TestIssuer::rs256().with_kid("rsa-1").mint(
+        claims("carol", "items:read", Duration::from_secs(600))
+            .iss("https://issuer.test")
+            .aud("api://items"),
+    );
+    for _ in 0..10 {
+        assert_eq!(
+            http(servers[0].addr, "GET", "/items", Some(&forged)).status,
+            401
+        );
+    }
+    assert_eq!(
+        http(servers[0].addr, "GET", "/items", Some(&token("carol"))).status,
+        200
+    );
+}
+
+#[test]
+fn rate_limit_in_memory() {
+    let issuer = TestIssuer::rs256().with_kid("rsa-1");
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        pem.path(),
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "api://items",
+        "--rate-limit",
+        "5/10s",
+    ]);
+    assert_rate_limited(&[&server], &issuer);
+}
+
+#[test]
+fn rate_limit_shared_through_redis_by_two_instances() {
+    let Some(redis) = support::RedisServer::start() else {
+        return;
+    };
+    let issuer = TestIssuer::rs256().with_kid("rsa-1");
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let url = redis.url();
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        pem.path(),
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "api://items",
+        "--rate-limit",
+        "5/10s",
+        "--redis-url",
+        url.as_str(),
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    assert_rate_limited(&[&a, &b], &issuer);
+}
+
+#[test]
+fn rate_limit_flags_are_checked() {
+    for args in [
+        &["--rate-limit", "5"][..],
+        &["--rate-limit", "0/1s"],
+        &["--rate-limit", "5/10parsecs"],
+        &["--redis-url", "redis://127.0.0.1:1"],
+    ] {
+        let (status, stderr) = run_to_exit(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+    }
+    let (status, stderr) = run_to_exit(&[
+        "--rate-limit",
+        "5/10s",
+        "--redis-url",
+        &format!(
+            "redis://{}",
+            unreachable_base().trim_start_matches("http://")
+        ),
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--redis-url"), "{stderr}");
 }

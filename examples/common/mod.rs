@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_bearer::jwks::RemoteJwks;
 use tower_bearer::keys::{Key, KeySet};
+use tower_bearer::rate_limit::{Quota, RateLimitLayer, RedisStore};
 use tower_bearer::testing::{Claims, TestIssuer, claims};
 use tower_bearer::validate::Jwt;
 use tracing_subscriber::EnvFilter;
@@ -35,6 +36,10 @@ const KEY_FLAGS_HELP: &str = "  --key-file PATH     a PEM public key, or a JWK S
                       generated and ready tokens are printed)
   --issuer ISS        required `iss` claim (dev mode default: tower-bearer-dev)
   --audience AUD      required `aud` claim (dev mode default: tower-bearer-dev)
+  --rate-limit N/D    per-caller limit keyed on the verified `sub`: N requests at once, then
+                      one per D/N (e.g. 5/10s, 100/1m)
+  --redis-url URL     keep rate-limit state in Redis (redis://127.0.0.1:6379), shared by
+                      every instance using it; needs --rate-limit. Redis down: 503
 ";
 
 /// The command line of one example.
@@ -81,6 +86,8 @@ pub(crate) struct Options {
     pub(crate) keys: KeySource,
     pub(crate) issuer: Option<String>,
     pub(crate) audience: Option<String>,
+    pub(crate) rate_limit: Option<Quota>,
+    pub(crate) redis_url: Option<String>,
 }
 
 /// Why parsing stopped.
@@ -101,7 +108,10 @@ impl Cli {
         if self.key_flags {
             let indent = " ".repeat("usage: ".len() + self.name.len());
             out.push_str(" [--key-file PATH | --jwks-url URL | --oidc-issuer URL]\n");
-            out.push_str(&format!("{indent} [--issuer ISS] [--audience AUD]\n\n"));
+            out.push_str(&format!("{indent} [--issuer ISS] [--audience AUD]\n"));
+            out.push_str(&format!(
+                "{indent} [--rate-limit N/DURATION] [--redis-url URL]\n\n"
+            ));
             out.push_str(&bind_help);
             out.push_str(KEY_FLAGS_HELP);
         } else {
@@ -139,6 +149,8 @@ impl Cli {
             keys: KeySource::Dev,
             issuer: None,
             audience: None,
+            rate_limit: None,
+            redis_url: None,
         };
         while let Some(arg) = args.next() {
             // Accept both `--flag value` and `--flag=value`.
@@ -151,9 +163,8 @@ impl Cli {
             }
             let known = match flag.as_str() {
                 "--bind" => true,
-                "--key-file" | "--jwks-url" | "--oidc-issuer" | "--issuer" | "--audience" => {
-                    self.key_flags
-                }
+                "--key-file" | "--jwks-url" | "--oidc-issuer" | "--issuer" | "--audience"
+                | "--rate-limit" | "--redis-url" => self.key_flags,
                 _ => false,
             };
             if !known {
@@ -184,6 +195,15 @@ impl Cli {
                     opts.audience = Some(value);
                     continue;
                 }
+                "--rate-limit" => {
+                    opts.rate_limit =
+                        Some(Quota::parse(&value).map_err(|e| ArgsError::Usage(e.to_string()))?);
+                    continue;
+                }
+                "--redis-url" => {
+                    opts.redis_url = Some(value);
+                    continue;
+                }
                 "--key-file" => KeySource::File(value),
                 "--jwks-url" => KeySource::JwksUrl(value),
                 _ => KeySource::OidcIssuer(value),
@@ -196,6 +216,11 @@ impl Cli {
                 )));
             }
             opts.keys = source;
+        }
+        if opts.redis_url.is_some() && opts.rate_limit.is_none() {
+            return Err(ArgsError::Usage(
+                "`--redis-url` holds rate-limit state: it needs `--rate-limit`".into(),
+            ));
         }
         Ok(opts)
     }
@@ -288,6 +313,25 @@ pub(crate) async fn authenticator(opts: &Options) -> Result<(Jwt, Option<DevMode
     }
     let jwt = builder.build().map_err(|e| e.to_string())?;
     Ok((jwt, dev))
+}
+
+/// The per-caller limit the options describe (keyed on the verified subject), in Redis when
+/// `--redis-url` is given (connecting first: an error says why it failed), else in memory.
+#[allow(dead_code)] // `hyper` takes no limit flags
+pub(crate) async fn rate_limit(opts: &Options) -> Result<Option<RateLimitLayer>, String> {
+    let Some(quota) = opts.rate_limit else {
+        return Ok(None);
+    };
+    let layer = RateLimitLayer::new(quota);
+    Ok(Some(match &opts.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(url)
+                .await
+                .map_err(|e| format!("--redis-url {url}: {e}"))?;
+            layer.store(store)
+        }
+        None => layer,
+    }))
 }
 
 /// The HTTP client for key sets and discovery documents (system proxy settings apply).

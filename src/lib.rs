@@ -38,6 +38,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod keys;
+mod maybe_ready;
 pub mod principal;
 pub mod rate_limit;
 pub mod reject;

@@ -430,3 +430,26 @@ async fn several_issuers_each_with_its_own_remote_keys() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn weak_and_unusable_entries_are_skipped_and_duplicates_keep_the_first() {
+    let good = TestIssuer::es256().with_kid("dup");
+    let other = TestIssuer::es256().with_kid("dup");
+    // A 1024-bit RSA modulus (n = 2^1023 + 1, e = 65537).
+    let mut n = vec![0x80u8];
+    n.extend([0u8; 126]);
+    n.push(1);
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let weak = json!({"kty": "RSA", "kid": "weak", "n": b64(&n), "e": "AQAB", "alg": "RS256"});
+    let unknown = json!({"kty": "EC", "crv": "P-521", "kid": "p521", "x": "AA", "y": "AA"});
+    let ep = Endpoint::start(&[]).await;
+    *ep.keys.lock().unwrap() = vec![weak, unknown, good.jwk(), other.jwk()];
+    let remote = remote(&ep).await;
+    assert_eq!(remote.stats().keys, Some(1));
+    let l = layer(remote);
+    send(&l, bearer(&token(&good))).await.assert_ok();
+    send(&l, bearer(&token(&other)))
+        .await
+        .assert_invalid_token("invalid signature");
+}

@@ -498,3 +498,11 @@ fn a_million_distinct_callers_fit_the_documented_bound() {
         assert!(grown_mib < 64, "{grown_mib} MiB");
     }
 }
+
+/// The Redis store takes cluster connections as well as single nodes (compile-time check).
+#[allow(dead_code)]
+fn accepts_a_cluster_connection(
+    conn: redis::cluster_async::ClusterConnection,
+) -> impl RateLimitStore {
+    RedisStore::new(conn)
+}

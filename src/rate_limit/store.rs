@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::quota::{Decision, Quota, gcra};
 use crate::clock::{Clock, SystemClock};
+use crate::maybe_ready::MaybeReady;
 
 /// A store failed to decide (Redis down, timed out…). Never holds token material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,44 +30,35 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'static>>;
-
 /// The outcome of [`RateLimitStore::check`]: known now (memory) or a future (Redis).
 #[must_use]
-pub struct Check(CheckState);
-
-enum CheckState {
-    Ready(Option<Result<Decision, StoreError>>),
-    Pending(BoxFuture),
-}
+pub struct Check(MaybeReady<Result<Decision, StoreError>>);
 
 impl Check {
     /// A decision known at once.
     pub fn ready(result: Result<Decision, StoreError>) -> Self {
-        Self(CheckState::Ready(Some(result)))
+        Self(MaybeReady::ready(result))
     }
 
     /// A decision that needs I/O.
     pub fn pending(
         fut: impl Future<Output = Result<Decision, StoreError>> + Send + 'static,
     ) -> Self {
-        Self(CheckState::Pending(Box::pin(fut)))
+        Self(MaybeReady::pending(fut))
     }
 
     /// The decision if already known, else `Err(self)`.
     pub fn into_ready(self) -> Result<Result<Decision, StoreError>, Self> {
-        match self.0 {
-            CheckState::Ready(Some(r)) => Ok(r),
-            other => Err(Self(other)),
-        }
+        self.0.into_ready().map_err(Self)
     }
 }
 
 impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            CheckState::Ready(_) => "Check::Ready",
-            CheckState::Pending(_) => "Check::Pending",
+        f.write_str(if self.0.is_ready() {
+            "Check::Ready"
+        } else {
+            "Check::Pending"
         })
     }
 }
@@ -75,10 +67,7 @@ impl Future for Check {
     type Output = Result<Decision, StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            CheckState::Ready(r) => Poll::Ready(r.take().expect("Check polled after completion")),
-            CheckState::Pending(f) => f.as_mut().poll(cx),
-        }
+        self.0.poll(cx)
     }
 }
 

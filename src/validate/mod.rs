@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::extract::BearerToken;
+use crate::maybe_ready::MaybeReady;
 use crate::principal::Principal;
 use crate::reject::AuthError;
 
@@ -43,21 +44,14 @@ pub mod multi;
 pub use jwt::{Jwt, JwtBuilder};
 pub use multi::{MultiIssuer, MultiIssuerBuilder};
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Principal, AuthError>> + Send + 'static>>;
-
 /// The outcome of [`Authenticator::authenticate`]: ready now, or a future.
 #[must_use = "an Authentication does nothing unless polled"]
-pub struct Authentication(State);
-
-enum State {
-    Ready(Option<Result<Principal, AuthError>>),
-    Pending(BoxFuture),
-}
+pub struct Authentication(MaybeReady<Result<Principal, AuthError>>);
 
 impl Authentication {
     /// An outcome known at once.
     pub fn ready(result: Result<Principal, AuthError>) -> Self {
-        Self(State::Ready(Some(result)))
+        Self(MaybeReady::ready(result))
     }
 
     /// An outcome that needs I/O.
@@ -65,24 +59,22 @@ impl Authentication {
     where
         F: Future<Output = Result<Principal, AuthError>> + Send + 'static,
     {
-        Self(State::Pending(Box::pin(future)))
+        Self(MaybeReady::pending(future))
     }
 
     /// The outcome if it is already known, or `Err(self)` when it must be awaited.
     pub fn into_ready(self) -> Result<Result<Principal, AuthError>, Self> {
-        match self.0 {
-            State::Ready(Some(r)) => Ok(r),
-            other => Err(Self(other)),
-        }
+        self.0.into_ready().map_err(Self)
     }
 }
 
 impl fmt::Debug for Authentication {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            State::Ready(_) => f.write_str("Authentication::Ready"),
-            State::Pending(_) => f.write_str("Authentication::Pending"),
-        }
+        f.write_str(if self.0.is_ready() {
+            "Authentication::Ready"
+        } else {
+            "Authentication::Pending"
+        })
     }
 }
 
@@ -90,12 +82,7 @@ impl Future for Authentication {
     type Output = Result<Principal, AuthError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            State::Ready(r) => {
-                Poll::Ready(r.take().expect("Authentication polled after completion"))
-            }
-            State::Pending(f) => f.as_mut().poll(cx),
-        }
+        self.0.poll(cx)
     }
 }
 

@@ -99,6 +99,19 @@ pub trait HttpClient: Send + Sync + 'static {
         url: &'a str,
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>>;
+
+    /// `POST url` with an `application/x-www-form-urlencoded` body (already encoded) and an
+    /// optional `Authorization` value (RFC 7662 introspection). The default refuses.
+    fn post_form<'a>(
+        &'a self,
+        url: &'a str,
+        body: String,
+        authorization: Option<&'a str>,
+        max_body: usize,
+    ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        let _ = (body, authorization, max_body);
+        Box::pin(async move { Err(FetchError::new(format!("POST {url}: not supported by this client"))) })
+    }
 }
 
 /// An error with its chain of causes ("error sending request: connection refused").
@@ -117,6 +130,46 @@ fn with_causes(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Sends a request and reads the response, refusing bodies over `max_body` bytes.
+#[cfg(feature = "reqwest")]
+async fn send_bounded(
+    req: reqwest::RequestBuilder,
+    what: String,
+    max_body: usize,
+) -> Result<HttpResponse, FetchError> {
+    let mut res = req
+        .header(http::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| FetchError::new(format!("{what}: {}", with_causes(&e))))?;
+    let too_big = || FetchError::new(format!("{what}: body larger than {max_body} bytes"));
+    if res.content_length().is_some_and(|l| l > max_body as u64) {
+        return Err(too_big());
+    }
+    let status = res.status().as_u16();
+    let cache_control = res
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| FetchError::new(format!("{what}: {}", with_causes(&e))))?
+    {
+        if body.len() + chunk.len() > max_body {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(HttpResponse {
+        status,
+        cache_control,
+        body: Bytes::from(body),
+    })
+}
+
 #[cfg(feature = "reqwest")]
 impl HttpClient for reqwest::Client {
     fn get<'a>(
@@ -124,42 +177,23 @@ impl HttpClient for reqwest::Client {
         url: &'a str,
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
-        Box::pin(async move {
-            let mut res = reqwest::Client::get(self, url)
-                .header(http::header::ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| FetchError::new(format!("GET {url}: {}", with_causes(&e))))?;
-            if res.content_length().is_some_and(|l| l > max_body as u64) {
-                return Err(FetchError::new(format!(
-                    "GET {url}: body larger than {max_body} bytes"
-                )));
-            }
-            let status = res.status().as_u16();
-            let cache_control = res
-                .headers()
-                .get(http::header::CACHE_CONTROL)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut body = Vec::new();
-            while let Some(chunk) = res
-                .chunk()
-                .await
-                .map_err(|e| FetchError::new(format!("GET {url}: {}", with_causes(&e))))?
-            {
-                if body.len() + chunk.len() > max_body {
-                    return Err(FetchError::new(format!(
-                        "GET {url}: body larger than {max_body} bytes"
-                    )));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(HttpResponse {
-                status,
-                cache_control,
-                body: Bytes::from(body),
-            })
-        })
+        Box::pin(send_bounded(reqwest::Client::get(self, url), format!("GET {url}"), max_body))
+    }
+
+    fn post_form<'a>(
+        &'a self,
+        url: &'a str,
+        body: String,
+        authorization: Option<&'a str>,
+        max_body: usize,
+    ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        let mut req = reqwest::Client::post(self, url)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(auth) = authorization {
+            req = req.header(http::header::AUTHORIZATION, auth);
+        }
+        Box::pin(send_bounded(req, format!("POST {url}"), max_body))
     }
 }
 
@@ -170,6 +204,16 @@ impl<C: HttpClient + ?Sized> HttpClient for Arc<C> {
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
         (**self).get(url, max_body)
+    }
+
+    fn post_form<'a>(
+        &'a self,
+        url: &'a str,
+        body: String,
+        authorization: Option<&'a str>,
+        max_body: usize,
+    ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
+        (**self).post_form(url, body, authorization, max_body)
     }
 }
 

@@ -82,6 +82,9 @@ pub enum AuthErrorKind {
     LifetimeExceeded,
     /// The token was revoked (401).
     Revoked,
+    /// The token is not active: unused for longer than the idle limit, or reported inactive
+    /// by introspection (401).
+    Inactive,
     /// Any other reason an authenticator refused the token (401).
     InvalidToken,
     /// The token is valid but lacks a scope the resource needs (403).
@@ -149,6 +152,7 @@ impl AuthErrorKind {
             InvalidTokenType => "invalid_token_type",
             LifetimeExceeded => "lifetime_exceeded",
             Revoked => "revoked",
+            Inactive => "inactive",
             InvalidToken => "invalid_token",
             InsufficientScope => "insufficient_scope",
             RateLimited => "rate_limited",
@@ -178,6 +182,7 @@ impl AuthErrorKind {
             InvalidTokenType => "invalid token type",
             LifetimeExceeded => "token lifetime exceeded",
             Revoked => "token revoked",
+            Inactive => "token inactive",
             InvalidToken => "invalid token",
             InsufficientScope => "insufficient scope",
             RateLimited => "rate limit exceeded",

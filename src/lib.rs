@@ -38,6 +38,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod lifecycle;
 mod maybe_ready;
 pub mod principal;
 pub mod rate_limit;

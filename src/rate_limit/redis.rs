@@ -114,6 +114,11 @@ where
         self
     }
 
+    /// The connection (to share it, e.g. with the revocation store).
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
     /// The Redis key for a limiter key.
     fn redis_key(&self, key: &str) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 32);

@@ -38,11 +38,15 @@ use crate::maybe_ready::MaybeReady;
 use crate::principal::Principal;
 use crate::reject::AuthError;
 
+pub mod chain;
 pub mod jwt;
 pub mod multi;
+pub mod static_tokens;
 
+pub use chain::Chain;
 pub use jwt::{Jwt, JwtBuilder};
 pub use multi::{MultiIssuer, MultiIssuerBuilder};
+pub use static_tokens::{StaticTokens, StaticTokensBuilder};
 
 /// The outcome of [`Authenticator::authenticate`]: ready now, or a future.
 #[must_use = "an Authentication does nothing unless polled"]

@@ -1,0 +1,267 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::RwLock;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::maybe_ready::MaybeReady;
+use crate::principal::{Principal, TokenFingerprint};
+use crate::rate_limit::StoreError;
+
+/// What to revoke. Every entry carries `until`: the time after which it no longer matters
+/// (the revoked token's expiry, or the longest token lifetime for a subject); stores drop it
+/// then, so nothing outlives the tokens it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// One token, by its `jti` (with its issuer, when it has one).
+    TokenId {
+        /// The issuer (`iss`), if the token has one.
+        issuer: Option<String>,
+        /// The token id.
+        jti: String,
+        /// When the token expires.
+        until: SystemTime,
+    },
+    /// One token without `jti`, by its fingerprint (a digest of the signed content, so the
+    /// ECDSA twins of a token are revoked with it).
+    Fingerprint {
+        /// The fingerprint.
+        fingerprint: TokenFingerprint,
+        /// When the token expires.
+        until: SystemTime,
+    },
+    /// Every token of a subject issued at or before a time ("log out everywhere").
+    Subject {
+        /// The issuer, if tokens carry one.
+        issuer: Option<String>,
+        /// The subject.
+        subject: String,
+        /// Tokens with `iat` at or before this (or without `iat`) are revoked.
+        issued_before: SystemTime,
+        /// When the rule can be forgotten: at least the longest token lifetime from now.
+        until: SystemTime,
+    },
+}
+
+impl Revocation {
+    /// The time after which the entry no longer matters.
+    pub fn until(&self) -> SystemTime {
+        match self {
+            Revocation::TokenId { until, .. }
+            | Revocation::Fingerprint { until, .. }
+            | Revocation::Subject { until, .. } => *until,
+        }
+    }
+}
+
+/// The three keys a principal is checked under: its token id, its fingerprint, its subject.
+/// Each is a digest, so no store ever holds a subject or token id in clear, let alone a token.
+pub(crate) fn keys_of(p: &Principal) -> [Option<[u8; 16]>; 3] {
+    let iss = p.issuer().unwrap_or("");
+    [
+        p.token_id().map(|j| digest(&["t", iss, j])),
+        Some(digest(&["f", &p.fingerprint().to_string()])),
+        p.subject().map(|s| digest(&["s", iss, s])),
+    ]
+}
+
+pub(crate) fn key_of(r: &Revocation) -> [u8; 16] {
+    match r {
+        Revocation::TokenId { issuer, jti, .. } => {
+            digest(&["t", issuer.as_deref().unwrap_or(""), jti])
+        }
+        Revocation::Fingerprint { fingerprint, .. } => digest(&["f", &fingerprint.to_string()]),
+        Revocation::Subject {
+            issuer, subject, ..
+        } => digest(&["s", issuer.as_deref().unwrap_or(""), subject]),
+    }
+}
+
+fn digest(parts: &[&str]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+pub(crate) fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether a principal is revoked, given the stored values under its three keys: presence for
+/// the token id and fingerprint, the `issued_before` time (unix seconds) for the subject.
+pub(crate) fn revoked(
+    p: &Principal,
+    token: bool,
+    fingerprint: bool,
+    subject_before: Option<u64>,
+) -> bool {
+    token
+        || fingerprint
+        || subject_before.is_some_and(|before| p.issued_at().is_none_or(|iat| unix(iat) <= before))
+}
+
+/// The outcome of [`RevocationStore::is_revoked`]: known now or after I/O.
+#[must_use]
+pub struct Lookup(MaybeReady<Result<bool, StoreError>>);
+
+impl Lookup {
+    /// An answer known now.
+    pub fn ready(result: Result<bool, StoreError>) -> Self {
+        Self(MaybeReady::ready(result))
+    }
+
+    /// An answer that needs I/O.
+    pub fn pending(fut: impl Future<Output = Result<bool, StoreError>> + Send + 'static) -> Self {
+        Self(MaybeReady::pending(fut))
+    }
+
+    /// The answer if known now, else `Err(self)`.
+    pub fn into_ready(self) -> Result<Result<bool, StoreError>, Self> {
+        self.0.into_ready().map_err(Self)
+    }
+}
+
+impl fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_ready() {
+            "Lookup::Ready"
+        } else {
+            "Lookup::Pending"
+        })
+    }
+}
+
+impl Future for Lookup {
+    type Output = Result<bool, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.poll(cx)
+    }
+}
+
+/// A boxed future of a store write.
+pub type WriteFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'static>>;
+
+/// Where revocations live: in memory ([`MemoryRevocations`]) or in Redis (feature `redis`,
+/// shared by every instance).
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Whether the verified principal's token is revoked.
+    fn is_revoked(&self, principal: &Principal) -> Lookup;
+
+    /// Records a revocation.
+    fn revoke(&self, revocation: Revocation) -> WriteFuture;
+}
+
+impl<S: RevocationStore + ?Sized> RevocationStore for std::sync::Arc<S> {
+    fn is_revoked(&self, principal: &Principal) -> Lookup {
+        (**self).is_revoked(principal)
+    }
+
+    fn revoke(&self, revocation: Revocation) -> WriteFuture {
+        (**self).revoke(revocation)
+    }
+}
+
+/// Revocations in this process. Entries are dropped once their `until` has passed; the store
+/// holds at most `max_entries` live entries and refuses new ones beyond that (a full list
+/// must never forget a revocation to make room).
+#[derive(Debug)]
+pub struct MemoryRevocations {
+    entries: RwLock<HashMap<[u8; 16], (u64, u64)>>,
+    max_entries: usize,
+}
+
+/// The default cap of [`MemoryRevocations`].
+pub const DEFAULT_MAX_REVOCATIONS: usize = 1_000_000;
+
+impl Default for MemoryRevocations {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_REVOCATIONS)
+    }
+}
+
+impl MemoryRevocations {
+    /// A store of at most `max_entries` live revocations.
+    pub fn new(max_entries: usize) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            max_entries,
+        }
+    }
+
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        let now = unix(SystemTime::now());
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|(until, _)| *until > now)
+            .count()
+    }
+
+    /// Whether no entry is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&self, r: &Revocation) -> Result<(), StoreError> {
+        let now = unix(SystemTime::now());
+        let until = unix(r.until());
+        if until <= now {
+            return Ok(());
+        }
+        let value = match r {
+            Revocation::Subject { issued_before, .. } => unix(*issued_before),
+            _ => 0,
+        };
+        let mut map = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= self.max_entries {
+            map.retain(|_, (u, _)| *u > now);
+            if map.len() >= self.max_entries {
+                return Err(StoreError::new("revocation list full"));
+            }
+        }
+        let slot = map.entry(key_of(r)).or_insert((0, 0));
+        slot.0 = slot.0.max(until);
+        slot.1 = slot.1.max(value);
+        Ok(())
+    }
+}
+
+impl RevocationStore for MemoryRevocations {
+    fn is_revoked(&self, p: &Principal) -> Lookup {
+        let now = unix(SystemTime::now());
+        let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let live = |k: &Option<[u8; 16]>| {
+            k.as_ref()
+                .and_then(|k| map.get(k))
+                .filter(|(until, _)| *until > now)
+                .copied()
+        };
+        let [t, f, s] = keys_of(p);
+        let r = revoked(
+            p,
+            live(&t).is_some(),
+            live(&f).is_some(),
+            live(&s).map(|(_, b)| b),
+        );
+        Lookup::ready(Ok(r))
+    }
+
+    fn revoke(&self, revocation: Revocation) -> WriteFuture {
+        let result = self.insert(&revocation);
+        Box::pin(async move { result })
+    }
+}

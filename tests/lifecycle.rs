@@ -1,0 +1,274 @@
+//! Token lifecycle (ACCEPTANCE §7): revocation (memory and a real shared Redis), idle tokens,
+//! maximum age, static API keys and the chain, through `oneshot`.
+
+mod support;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::json;
+use support::{REALM, RedisServer, bearer, send};
+use tower_bearer::BearerAuthLayer;
+use tower_bearer::clock::ManualClock;
+use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations, RedisRevocations, Revocation};
+use tower_bearer::testing::{Claims, TestIssuer, claims};
+use tower_bearer::validate::{Chain, Jwt, StaticTokens};
+
+fn issuer() -> &'static TestIssuer {
+    static K: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
+    K.get_or_init(|| TestIssuer::es256().with_kid("k"))
+}
+
+fn jwt() -> Jwt {
+    Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .build()
+        .unwrap()
+}
+
+fn c(sub: &str) -> Claims {
+    claims(sub, "", Duration::from_secs(600)).aud("api")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn layer(l: &Lifecycle) -> BearerAuthLayer {
+    BearerAuthLayer::new(l.clone()).realm(REALM)
+}
+
+#[tokio::test]
+async fn revocation_by_token_id() {
+    let store = MemoryRevocations::default();
+    let lc = Lifecycle::new(jwt()).revocations(store);
+    let (a, b) = (issuer().mint(c("alice")), issuer().mint(c("alice")));
+    let p = send(&layer(&lc), bearer(&a)).await.assert_ok().clone();
+    lc.revoke_token(&p).await.unwrap();
+    send(&layer(&lc), bearer(&a))
+        .await
+        .assert_invalid_token("token revoked");
+    // Another token of the same subject (another jti) is not affected.
+    send(&layer(&lc), bearer(&b)).await.assert_ok();
+}
+
+#[tokio::test]
+async fn revocation_by_fingerprint_covers_ecdsa_twins() {
+    let lc = Lifecycle::new(jwt()).revocations(MemoryRevocations::default());
+    let token = issuer().mint(c("alice").remove("jti"));
+    let p = send(&layer(&lc), bearer(&token)).await.assert_ok().clone();
+    assert_eq!(p.token_id(), None);
+    lc.revoke_token(&p).await.unwrap();
+    // The high-S twin of the token: same signed content, other signature bytes.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let sig = B64.decode(sig).unwrap();
+    let (r, s) = sig.split_at(32);
+    let mut twin_s = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        twin_s[i] = d as u8;
+    }
+    let twin = format!("{input}.{}", B64.encode([r, &twin_s[..]].concat()));
+    for t in [&token, &twin] {
+        send(&layer(&lc), bearer(t))
+            .await
+            .assert_invalid_token("token revoked");
+    }
+}
+
+#[tokio::test]
+async fn revocation_by_subject_covers_tokens_issued_before() {
+    let lc = Lifecycle::new(jwt()).revocations(MemoryRevocations::default());
+    let old = issuer().mint(c("alice").set("iat", now() - 100));
+    let newer = issuer().mint(c("alice").set("iat", now() + 5));
+    let other = issuer().mint(c("bob").set("iat", now() - 100));
+    lc.revoke(Revocation::Subject {
+        issuer: None,
+        subject: "alice".into(),
+        issued_before: SystemTime::now(),
+        until: SystemTime::now() + Duration::from_secs(3600),
+    })
+    .await
+    .unwrap();
+    send(&layer(&lc), bearer(&old))
+        .await
+        .assert_invalid_token("token revoked");
+    send(&layer(&lc), bearer(&newer)).await.assert_ok();
+    send(&layer(&lc), bearer(&other)).await.assert_ok();
+}
+
+#[test]
+fn memory_entries_expire_with_the_token_and_the_list_is_bounded() {
+    use tower_bearer::lifecycle::RevocationStore;
+    let store = MemoryRevocations::new(2);
+    let past = SystemTime::now() - Duration::from_secs(1);
+    let soon = SystemTime::now() + Duration::from_secs(60);
+    let rev = |jti: &str, until| Revocation::TokenId {
+        issuer: None,
+        jti: jti.into(),
+        until,
+    };
+    futures_executor::block_on(store.revoke(rev("expired", past))).unwrap();
+    assert_eq!(store.len(), 0, "an already expired token needs no entry");
+    futures_executor::block_on(store.revoke(rev("a", soon))).unwrap();
+    futures_executor::block_on(store.revoke(rev("b", soon))).unwrap();
+    assert_eq!(store.len(), 2);
+    // Full: refused, never an eviction that would un-revoke a token.
+    assert!(futures_executor::block_on(store.revoke(rev("c", soon))).is_err());
+}
+
+#[tokio::test]
+async fn idle_tokens_are_refused() {
+    let clock = ManualClock::new();
+    let lc = Lifecycle::new(jwt())
+        .idle_timeout(Duration::from_secs(300))
+        .clock(clock.clone());
+    let token = issuer().mint(claims("alice", "", Duration::from_secs(3600)).aud("api"));
+    send(&layer(&lc), bearer(&token)).await.assert_ok();
+    clock.advance(Duration::from_secs(299));
+    send(&layer(&lc), bearer(&token)).await.assert_ok();
+    clock.advance(Duration::from_secs(299));
+    send(&layer(&lc), bearer(&token)).await.assert_ok();
+    clock.advance(Duration::from_secs(301));
+    let out = send(&layer(&lc), bearer(&token)).await;
+    out.assert_invalid_token("token idle for too long");
+    // It stays refused; another token is unaffected.
+    clock.advance(Duration::from_secs(1));
+    send(&layer(&lc), bearer(&token))
+        .await
+        .assert_invalid_token("token idle for too long");
+    send(&layer(&lc), bearer(&issuer().mint(c("alice"))))
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn maximum_age_since_iat() {
+    let lc = Lifecycle::new(jwt()).max_age(Duration::from_secs(3600));
+    send(
+        &layer(&lc),
+        bearer(&issuer().mint(c("a").set("iat", now() - 3000))),
+    )
+    .await
+    .assert_ok();
+    for token in [
+        issuer().mint(c("a").set("iat", now() - 4000)),
+        issuer().mint(c("a").remove("iat")),
+    ] {
+        send(&layer(&lc), bearer(&token))
+            .await
+            .assert_invalid_token("token too old");
+    }
+}
+
+#[tokio::test]
+async fn redis_revocation_is_shared_between_instances() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let store = |url: String| async move { RedisRevocations::connect(&url).await.unwrap() };
+    let a = Lifecycle::new(jwt()).revocations(store(redis.url()).await);
+    let b = Lifecycle::new(jwt()).revocations(store(redis.url()).await);
+    let token = issuer().mint(c("alice"));
+    let p = send(&layer(&b), bearer(&token)).await.assert_ok().clone();
+    a.revoke_token(&p).await.unwrap();
+    send(&layer(&b), bearer(&token))
+        .await
+        .assert_invalid_token("token revoked");
+    send(&layer(&a), bearer(&issuer().mint(c("alice"))))
+        .await
+        .assert_ok();
+
+    // Nothing outlives the token, and nothing is stored in clear.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains(p.token_id().unwrap()) && !keys[0].contains("alice"));
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((590..=602).contains(&ttl), "{ttl}");
+
+    // Redis down: fail closed (503) by default, or open when chosen.
+    let open = Lifecycle::new(jwt())
+        .revocations(RedisRevocations::connect(&redis.url()).await.unwrap())
+        .fail_open(true);
+    redis.kill();
+    let started = std::time::Instant::now();
+    let out = send(&layer(&b), bearer(&issuer().mint(c("bob")))).await;
+    assert_eq!(out.status, 503);
+    assert!(!out.called);
+    send(&layer(&open), bearer(&issuer().mint(c("bob"))))
+        .await
+        .assert_ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "decided at once, no hang"
+    );
+}
+
+#[tokio::test]
+async fn static_api_keys_and_the_chain() {
+    let key = "svc-key-0123456789-abcdefghijkl";
+    let file = format!(
+        r#"[{{"sha256": "{}", "sub": "billing", "scope": "items:read"}}]"#,
+        StaticTokens::digest_hex(key)
+    );
+    assert!(!file.contains(key));
+    let keys = StaticTokens::builder().from_json(&file).build().unwrap();
+    let l = BearerAuthLayer::new(keys.clone()).realm(REALM);
+    let p = send(&l, bearer(key)).await.assert_ok().clone();
+    assert_eq!(p.subject(), Some("billing"));
+    assert!(p.scopes().contains("items:read"));
+    send(&l, bearer("svc-key-0123456789-abcdefghijkL"))
+        .await
+        .assert_invalid_token("unknown api key");
+    assert!(
+        StaticTokens::builder()
+            .token("short", json!({}))
+            .build()
+            .is_err()
+    );
+    assert!(
+        StaticTokens::builder()
+            .from_json("[{\"sub\": \"x\"}]")
+            .build()
+            .is_err()
+    );
+
+    let chain = Chain::new().jwt(jwt()).fallback(keys);
+    let l = BearerAuthLayer::new(Lifecycle::new(chain).revocations(MemoryRevocations::default()))
+        .realm(REALM);
+    send(&l, bearer(key)).await.assert_ok();
+    send(&l, bearer(&issuer().mint(c("alice"))))
+        .await
+        .assert_ok();
+    send(&l, bearer("eyJhbGciOiJub25lIn0.e30.x"))
+        .await
+        .assert_invalid_token("algorithm not allowed");
+    send(&l, bearer("some-opaque-token-nobody-knows"))
+        .await
+        .assert_invalid_token("unknown api key");
+}

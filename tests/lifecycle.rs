@@ -119,7 +119,6 @@ fn memory_entries_expire_with_the_token_and_the_list_is_bounded() {
     let past = SystemTime::now() - Duration::from_secs(1);
     let soon = SystemTime::now() + Duration::from_secs(60);
     let rev = |jti: &str, until| Revocation::TokenId {
-        issuer: None,
         jti: jti.into(),
         until,
     };

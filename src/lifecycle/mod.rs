@@ -187,7 +187,6 @@ impl Lifecycle {
             .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(86_400));
         let r = match principal.token_id() {
             Some(jti) => Revocation::TokenId {
-                issuer: principal.issuer().map(str::to_owned),
                 jti: jti.to_owned(),
                 until,
             },

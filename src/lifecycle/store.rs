@@ -18,10 +18,9 @@ use crate::rate_limit::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Revocation {
-    /// One token, by its `jti` (with its issuer, when it has one).
+    /// One token, by its `jti`. Token ids are taken as unique across the issuers a service
+    /// trusts (a clash could only revoke too much, never too little).
     TokenId {
-        /// The issuer (`iss`), if the token has one.
-        issuer: Option<String>,
         /// The token id.
         jti: String,
         /// When the token expires.
@@ -64,7 +63,7 @@ impl Revocation {
 pub(crate) fn keys_of(p: &Principal) -> [Option<[u8; 16]>; 3] {
     let iss = p.issuer().unwrap_or("");
     [
-        p.token_id().map(|j| digest(&["t", iss, j])),
+        p.token_id().map(|j| digest(&["t", j])),
         Some(digest(&["f", &p.fingerprint().to_string()])),
         p.subject().map(|s| digest(&["s", iss, s])),
     ]
@@ -72,9 +71,7 @@ pub(crate) fn keys_of(p: &Principal) -> [Option<[u8; 16]>; 3] {
 
 pub(crate) fn key_of(r: &Revocation) -> [u8; 16] {
     match r {
-        Revocation::TokenId { issuer, jti, .. } => {
-            digest(&["t", issuer.as_deref().unwrap_or(""), jti])
-        }
+        Revocation::TokenId { jti, .. } => digest(&["t", jti]),
         Revocation::Fingerprint { fingerprint, .. } => digest(&["f", &fingerprint.to_string()]),
         Revocation::Subject {
             issuer, subject, ..

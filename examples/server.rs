@@ -34,8 +34,8 @@
 //! --audience AUD      required `aud` (dev mode default: tower-bearer-dev)
 //! --rate-limit N/D    per-caller limit keyed on the verified `sub` (e.g. 5/10s, 100/1m):
 //!                     N requests at once, then one per D/N; 429 with Retry-After beyond it
-//! --redis-url URL     keep rate-limit state in Redis, shared by every instance using it
-//!                     (needs --rate-limit; Redis unreachable: 503)
+//! --redis-url URL     keep rate-limit and revocation state in Redis, shared by every
+//!                     instance using it (Redis unreachable: 503)
 //! --help              this help
 //! ```
 //!
@@ -60,7 +60,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -75,11 +74,10 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use common::{Cli, DevMode, REALM};
 use serde_json::{Value, json};
-use tower_bearer::extract::BearerToken;
+use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations, RedisRevocations, Revocation};
 use tower_bearer::rate_limit::Quota;
 use tower_bearer::scope::ScopeGuardLayer;
-use tower_bearer::validate::Authenticator as _;
-use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
+use tower_bearer::{BearerAuthLayer, Principal};
 
 const CLI: Cli = Cli {
     name: "server",
@@ -87,68 +85,20 @@ const CLI: Cli = Cli {
     key_flags: true,
     note: "",
 };
-/// Most revoked token ids remembered at once.
-const MAX_REVOKED: usize = 100_000;
-/// How long a revoked token id is remembered when the token's own `exp` is not known yet
-/// (the revocation request carries only the `jti`). Longer than any token dev mode mints; an
-/// entry is extended to the token's `exp` whenever the revoked token is presented.
+/// How long a revoked token id is remembered: the revocation request carries only the `jti`,
+/// not the token's `exp`, so entries are kept for a day, longer than the tokens of common
+/// issuers live (a token living longer would be refused for that day only).
 const REVOCATION_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-/// Revoked token ids, each with the time (unix seconds) after which it no longer matters.
-///
-/// A stand-in: the crate's lifecycle module (shared revocation state, Redis) will replace it.
-#[derive(Debug, Default)]
-struct Revocations {
-    until: Mutex<HashMap<String, u64>>,
-}
-
-#[derive(Debug)]
-struct RevocationListFull;
-
-impl Revocations {
-    fn revoke(&self, jti: &str) -> Result<(), RevocationListFull> {
-        let now = unix_seconds(SystemTime::now());
-        let until = now + REVOCATION_RETENTION.as_secs();
-        let mut map = self.until.lock().expect("revocation lock");
-        map.retain(|_, exp| *exp > now);
-        if map.len() >= MAX_REVOKED && !map.contains_key(jti) {
-            // Forgetting an entry would silently un-revoke a token: refuse instead.
-            return Err(RevocationListFull);
-        }
-        let entry = map.entry(jti.to_owned()).or_insert(until);
-        *entry = (*entry).max(until);
-        Ok(())
-    }
-
-    /// Whether `principal`'s token was revoked. Extends the entry to the token's own expiry,
-    /// now that it is known.
-    fn is_revoked(&self, principal: &Principal) -> bool {
-        let Some(jti) = principal.token_id() else {
-            return false;
-        };
-        let mut map = self.until.lock().expect("revocation lock");
-        match map.get_mut(jti) {
-            Some(until) => {
-                if let Some(exp) = principal.expires_at() {
-                    // + the verifier's default leeway.
-                    *until = (*until).max(unix_seconds(exp) + 60);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct AppState {
     items: Mutex<Vec<Value>>,
     next_id: Mutex<u64>,
-    revocations: Arc<Revocations>,
+    lifecycle: Lifecycle,
 }
 
 type Shared = Arc<AppState>;
@@ -245,14 +195,18 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Response, Rejection> {
     let jti = string_member(&body, "jti")?;
-    match state.revocations.revoke(&jti) {
+    let revocation = Revocation::TokenId {
+        jti: jti.clone(),
+        until: SystemTime::now() + REVOCATION_RETENTION,
+    };
+    match state.lifecycle.revoke(revocation).await {
         Ok(()) => {
             tracing::info!(revoked_by = principal.subject(), %jti, "token revoked");
             Ok(Json(json!({"revoked": jti})).into_response())
         }
-        Err(RevocationListFull) => Ok((
+        Err(e) => Ok((
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "temporarily_unavailable", "error_description": "revocation list full"})),
+            Json(json!({"error": "temporarily_unavailable", "error_description": e.to_string()})),
         )
             .into_response()),
     }
@@ -369,25 +323,16 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
         opts.rate_limit = Some(dev_rate_limit());
     }
 
-    // The JWT checks (through `Authenticator`, which refreshes a remote key set when a token
-    // names an unknown `kid`; `Jwt::verify` never fetches), then the revocation list. A
-    // closure is an `Authenticator` too.
-    let revocations = Arc::new(Revocations::default());
-    let authenticator = {
-        let revocations = revocations.clone();
-        move |token: &BearerToken| {
-            let verified = jwt.authenticate(token);
-            let revocations = revocations.clone();
-            async move {
-                let principal = verified.await?;
-                if revocations.is_revoked(&principal) {
-                    Err(AuthError::new(AuthErrorKind::Revoked)
-                        .with_context(principal.fingerprint()))
-                } else {
-                    Ok(principal)
-                }
-            }
-        }
+    // The JWT checks, then the lifecycle checks: revocation, in Redis when `--redis-url` is
+    // given (shared by every instance), else in this process.
+    let lifecycle = Lifecycle::new(jwt);
+    let lifecycle = match &opts.redis_url {
+        Some(url) => lifecycle.revocations(
+            RedisRevocations::connect(url)
+                .await
+                .map_err(|e| format!("--redis-url {url}: {e}"))?,
+        ),
+        None => lifecycle.revocations(MemoryRevocations::default()),
     };
 
     let state = Arc::new(AppState {
@@ -396,7 +341,7 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
             json!({"id": 2, "name": "banana", "created_by": "seed"}),
         ]),
         next_id: Mutex::new(3),
-        revocations,
+        lifecycle: lifecycle.clone(),
     });
 
     // Scope guards run after the bearer layer (they read its `Principal`) and before the
@@ -419,7 +364,7 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     if let Some(limit) = common::rate_limit(&opts).await? {
         protected = protected.layer(limit);
     }
-    let protected = protected.layer(BearerAuthLayer::new(authenticator).realm(REALM));
+    let protected = protected.layer(BearerAuthLayer::new(lifecycle).realm(REALM));
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 

@@ -269,6 +269,11 @@ impl Reply {
 
 /// One request on a fresh connection (`Connection: close`), read to the end.
 fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    http_body(addr, method, path, token, "")
+}
+
+/// [`http`] with a JSON body.
+fn http_body(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
@@ -280,7 +285,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Repl
     if let Some(token) = token {
         req.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
-    req.push_str("Content-Length: 0\r\n\r\n");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(req.as_bytes()).expect("send request");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("read response");
@@ -1009,7 +1017,6 @@ fn rate_limit_flags_are_checked() {
         &["--rate-limit", "5"][..],
         &["--rate-limit", "0/1s"],
         &["--rate-limit", "5/10parsecs"],
-        &["--redis-url", "redis://127.0.0.1:1"],
     ] {
         let (status, stderr) = run_to_exit(args);
         assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
@@ -1025,4 +1032,76 @@ fn rate_limit_flags_are_checked() {
     ]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--redis-url"), "{stderr}");
+}
+
+#[test]
+fn revocation_shared_through_redis_by_two_instances() {
+    let Some(redis) = support::RedisServer::start() else {
+        return;
+    };
+    let issuer = TestIssuer::rs256().with_kid("rsa-1");
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let url = redis.url();
+    let args = [
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        pem.path(),
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "api://items",
+        "--redis-url",
+        url.as_str(),
+    ];
+    let (a, b) = (Server::start(&args), Server::start(&args));
+    let mint = |sub: &str, scope: &str, jti: &str| {
+        issuer.mint(
+            claims(sub, scope, Duration::from_secs(600))
+                .iss("https://issuer.test")
+                .aud("api://items")
+                .set("jti", jti),
+        )
+    };
+    let reader = mint("reader", "items:read", "jti-reader-1");
+    let admin = mint("admin", "admin", "jti-admin-1");
+    assert_eq!(http(b.addr, "GET", "/items", Some(&reader)).status, 200);
+    let bad = http_body(a.addr, "POST", "/revoke", Some(&admin), "{not json");
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let denied = http_body(
+        a.addr,
+        "POST",
+        "/revoke",
+        Some(&reader),
+        r#"{"jti":"jti-admin-1"}"#,
+    );
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let ok = http_body(
+        a.addr,
+        "POST",
+        "/revoke",
+        Some(&admin),
+        r#"{"jti":"jti-reader-1"}"#,
+    );
+    assert_eq!(ok.status, 200, "{ok:?}");
+    // Revoked on A, refused on B too.
+    for server in [&a, &b] {
+        let r = http(server.addr, "GET", "/items", Some(&reader));
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains(r#"error_description="token revoked""#)
+        );
+    }
+    assert_eq!(
+        http(
+            b.addr,
+            "GET",
+            "/items",
+            Some(&mint("reader", "items:read", "jti-reader-2"))
+        )
+        .status,
+        200
+    );
 }

@@ -38,8 +38,9 @@ const KEY_FLAGS_HELP: &str = "  --key-file PATH     a PEM public key, or a JWK S
   --audience AUD      required `aud` claim (dev mode default: tower-bearer-dev)
   --rate-limit N/D    per-caller limit keyed on the verified `sub`: N requests at once, then
                       one per D/N (e.g. 5/10s, 100/1m)
-  --redis-url URL     keep rate-limit state in Redis (redis://127.0.0.1:6379), shared by
-                      every instance using it; needs --rate-limit. Redis down: 503
+  --redis-url URL     keep rate-limit (and, in the server, revocation) state in Redis
+                      (redis://127.0.0.1:6379), shared by every instance using it.
+                      Redis down: 503
 ";
 
 /// The command line of one example.
@@ -216,11 +217,6 @@ impl Cli {
                 )));
             }
             opts.keys = source;
-        }
-        if opts.redis_url.is_some() && opts.rate_limit.is_none() {
-            return Err(ArgsError::Usage(
-                "`--redis-url` holds rate-limit state: it needs `--rate-limit`".into(),
-            ));
         }
         Ok(opts)
     }

@@ -110,7 +110,11 @@ pub trait HttpClient: Send + Sync + 'static {
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
         let _ = (body, authorization, max_body);
-        Box::pin(async move { Err(FetchError::new(format!("POST {url}: not supported by this client"))) })
+        Box::pin(async move {
+            Err(FetchError::new(format!(
+                "POST {url}: not supported by this client"
+            )))
+        })
     }
 }
 
@@ -177,7 +181,11 @@ impl HttpClient for reqwest::Client {
         url: &'a str,
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
-        Box::pin(send_bounded(reqwest::Client::get(self, url), format!("GET {url}"), max_body))
+        Box::pin(send_bounded(
+            reqwest::Client::get(self, url),
+            format!("GET {url}"),
+            max_body,
+        ))
     }
 
     fn post_form<'a>(
@@ -188,7 +196,10 @@ impl HttpClient for reqwest::Client {
         max_body: usize,
     ) -> BoxFuture<'a, Result<HttpResponse, FetchError>> {
         let mut req = reqwest::Client::post(self, url)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body);
         if let Some(auth) = authorization {
             req = req.header(http::header::AUTHORIZATION, auth);
@@ -359,8 +370,9 @@ impl RemoteJwksBuilder {
     }
 }
 
+/// The client used when none is given: `reqwest` with a 5 s connect timeout.
 #[cfg(feature = "reqwest")]
-fn default_client() -> Result<Arc<dyn HttpClient>, ConfigError> {
+pub(crate) fn default_client() -> Result<Arc<dyn HttpClient>, ConfigError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()
@@ -369,13 +381,13 @@ fn default_client() -> Result<Arc<dyn HttpClient>, ConfigError> {
 }
 
 #[cfg(not(feature = "reqwest"))]
-fn default_client() -> Result<Arc<dyn HttpClient>, ConfigError> {
+pub(crate) fn default_client() -> Result<Arc<dyn HttpClient>, ConfigError> {
     Err(ConfigError::new(
-        "no HTTP client: call RemoteJwksBuilder::client or enable feature `reqwest`",
+        "no HTTP client: pass one with `.client(...)` or enable feature `reqwest`",
     ))
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let ok = url
         .parse::<http::Uri>()
         .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());

@@ -25,8 +25,9 @@
 //!
 //! Modules: [`extract`] (finding the credential), [`validate`] (authenticators, JWT),
 //! [`keys`], [`principal`], [`reject`] (errors and their rendering), [`audit`], [`clock`],
-//! [`auth`] (the middleware), and with features `axum`, `tonic` and `testing` their
-//! integrations.
+//! [`auth`] (the middleware), [`scope`] (authorization), [`rate_limit`], [`lifecycle`]
+//! (revocation, idle tokens, maximum age), and with features: `jwks` (remote keys, OIDC
+//! discovery), `introspection` (RFC 7662 opaque tokens), `axum`, `tonic`, `testing`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -48,6 +49,8 @@ pub mod validate;
 
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "introspection")]
+pub mod introspection;
 #[cfg(feature = "jwks")]
 pub mod jwks;
 #[cfg(feature = "testing")]

@@ -111,7 +111,7 @@ async fn run(opts: common::Options) -> Result<(), String> {
     };
     let (_reporter, health) = tonic_health::server::health_reporter();
     let server = Server::builder()
-        .layer(BearerAuthLayer::new(jwt).realm(REALM))
+        .layer(BearerAuthLayer::from_arc(common::with_opaque_tokens(&opts, jwt)?).realm(REALM))
         .layer(guard)
         .layer(limit)
         .add_service(health);

@@ -325,7 +325,7 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
 
     // The JWT checks, then the lifecycle checks: revocation, in Redis when `--redis-url` is
     // given (shared by every instance), else in this process.
-    let lifecycle = Lifecycle::new(jwt);
+    let lifecycle = Lifecycle::new(common::with_opaque_tokens(&opts, jwt)?);
     let lifecycle = match &opts.redis_url {
         Some(url) => lifecycle.revocations(
             RedisRevocations::connect(url)

@@ -1105,3 +1105,92 @@ fn revocation_shared_through_redis_by_two_instances() {
         200
     );
 }
+
+/// An RFC 7662 endpoint on 127.0.0.1 that knows one active opaque token.
+struct IntrospectionServer {
+    base: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl IntrospectionServer {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route(
+            "/introspect",
+            axum::routing::post(|headers: axum::http::HeaderMap, body: String| async move {
+                // Basic base64("rs-client:rs-secret").
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some("Basic cnMtY2xpZW50OnJzLXNlY3JldA==");
+                let active = authorized && body.contains("token=opaque-reader-token");
+                Json(if active {
+                    json!({"active": true, "sub": "opaque-user", "scope": "items:read",
+                           "aud": "api://items", "iss": "https://issuer.test",
+                           "exp": SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600})
+                } else {
+                    json!({"active": false})
+                })
+            }),
+        );
+        runtime.spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn opaque_tokens_through_introspection() {
+    let idp = IntrospectionServer::start();
+    let issuer = TestIssuer::rs256().with_kid("rsa-1");
+    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let url = format!("{}/introspect", idp.base);
+    let server = Server::start(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--key-file",
+        pem.path(),
+        "--issuer",
+        "https://issuer.test",
+        "--audience",
+        "api://items",
+        "--introspection-url",
+        &url,
+        "--client-id",
+        "rs-client",
+        "--client-secret",
+        "rs-secret",
+    ]);
+    let ok = http(server.addr, "GET", "/items", Some("opaque-reader-token"));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let me = http(server.addr, "GET", "/me", Some("opaque-reader-token"));
+    assert!(me.body.contains("opaque-user"), "{me:?}");
+    let inactive = http(server.addr, "GET", "/items", Some("opaque-unknown-token"));
+    assert_eq!(inactive.status, 401);
+    assert!(
+        inactive
+            .header("www-authenticate")
+            .unwrap()
+            .contains("token inactive")
+    );
+    // JWTs still go to the JWT checks.
+    let jwt = issuer.mint(
+        claims("alice", "items:read", Duration::from_secs(600))
+            .iss("https://issuer.test")
+            .aud("api://items"),
+    );
+    assert_eq!(http(server.addr, "GET", "/items", Some(&jwt)).status, 200);
+    // The three flags go together.
+    let (status, _) = run_to_exit(&["--introspection-url", &url]);
+    assert_eq!(status.code(), Some(2));
+}

@@ -67,8 +67,9 @@ pub const DEFAULT_IDLE_ENTRIES: u64 = 100_000;
 /// Token key → (last use in unix nanoseconds, token expiry in unix seconds).
 type IdleMap = moka::sync::Cache<[u8; 16], (u64, u64)>;
 
+#[derive(Clone)]
 struct Inner {
-    auth: Box<dyn Authenticator>,
+    auth: Arc<dyn Authenticator>,
     revocations: Option<Arc<dyn RevocationStore>>,
     idle: Option<(Duration, IdleMap)>,
     max_age: Option<Duration>,
@@ -117,7 +118,7 @@ impl Lifecycle {
     pub fn new(auth: impl Authenticator) -> Self {
         Self {
             inner: Arc::new(Inner {
-                auth: Box::new(auth),
+                auth: Arc::new(auth),
                 revocations: None,
                 idle: None,
                 max_age: None,
@@ -127,13 +128,9 @@ impl Lifecycle {
         }
     }
 
-    fn update(self, f: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("configure a Lifecycle before cloning it"));
-        f(&mut inner);
-        Self {
-            inner: Arc::new(inner),
-        }
+    fn update(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        f(Arc::make_mut(&mut self.inner));
+        self
     }
 
     /// Checks every verified token against `store`.

@@ -1,32 +1,40 @@
-//! The bearer layer around a trivial service, against the bare service, in one run.
+//! The layer against the bare service, in one run so ratios hold on a noisy machine.
 //!
-//! Run with `cargo bench --bench layer`. Every group reports the bare service first, so the
-//! cost of the layer reads as a ratio measured on the same machine in the same run.
+//! Run with `cargo bench --bench layer` (`-- --quick` for a fast pass). Groups:
+//! - `layer`: bare service; cache hit; first-seen token (cache miss) per algorithm beside a
+//!   bare `jsonwebtoken::decode` of the same token (the cryptographic floor); the full stack
+//!   (auth + scope guard + in-memory rate limit) with a reused token; a rejection.
+//! - `limiter`: the in-memory GCRA decision alone, and from 2 threads at once.
+//! - `redis`: one Redis limiter round trip (skipped without `redis-server` on PATH).
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body_util::Full;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use serde_json::Value;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::keys::Algorithm;
-use tower_bearer::testing::{TestIssuer, claims};
+use tower_bearer::rate_limit::{MemoryStore, Quota, RateLimitLayer, RateLimitStore};
+use tower_bearer::scope::ScopeGuardLayer;
+use tower_bearer::testing::{TestIssuer, alg_name, claims};
 use tower_bearer::validate::Jwt;
 
-fn inner()
--> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
-{
-    service_fn(|_req: Request<Full<Bytes>>| async {
+type Req = Request<Full<Bytes>>;
+
+fn inner() -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
+    service_fn(|_req: Req| async {
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
     })
 }
 
-fn request(token: &str) -> Request<Full<Bytes>> {
+fn request(token: &str) -> Req {
     Request::builder()
         .uri("/items")
         .header("authorization", format!("Bearer {token}"))
@@ -34,16 +42,65 @@ fn request(token: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn bench(c: &mut Criterion) {
+fn mint(issuer: &TestIssuer, sub: &str) -> String {
+    issuer.mint(
+        claims(sub, "items:read", Duration::from_secs(3600))
+            .iss("https://issuer.bench")
+            .aud("bench"),
+    )
+}
+
+fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
+    Jwt::builder()
+        .key(issuer.key())
+        .issuer("https://issuer.bench")
+        .audience("bench")
+        .cache_entries(if cache { 10_000 } else { 0 })
+        .build()
+        .unwrap()
+}
+
+/// Drives a service that answers synchronously.
+fn call<S>(svc: &S, req: Req) -> S::Response
+where
+    S: Service<Req, Error = Infallible> + Clone,
+{
+    svc.clone().oneshot(req).now_or_never().unwrap().unwrap()
+}
+
+fn layer_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("layer");
-    group.measurement_time(Duration::from_secs(4));
+    group.measurement_time(Duration::from_secs(3));
 
     let bare = inner();
     let req = request("unused");
-    group.bench_function("bare", |b| {
+    group.bench_function("bare", |b| b.iter(|| black_box(call(&bare, req.clone()))));
+
+    let rs = TestIssuer::rs256().with_kid("k");
+    let cached = BearerAuthLayer::new(jwt(&rs, true)).layer(inner());
+    let token = mint(&rs, "bench-user");
+    let req = request(&token);
+    group.bench_function("cache_hit_RS256", |b| {
         b.iter(|| {
-            let res = bare.clone().oneshot(req.clone()).now_or_never().unwrap();
-            black_box(res.unwrap());
+            let res = call(&cached, req.clone());
+            assert_eq!(res.status(), 200);
+            black_box(res)
+        })
+    });
+
+    let full = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(jwt(&rs, true)))
+        .layer(ScopeGuardLayer::parse("items:read").unwrap())
+        .layer(RateLimitLayer::new(Quota::per(
+            Duration::from_secs(1),
+            1_000_000_000,
+        )))
+        .service(inner());
+    group.bench_function("full_stack_cache_hit_RS256", |b| {
+        b.iter(|| {
+            let res = call(&full, req.clone());
+            assert_eq!(res.status(), 200);
+            black_box(res)
         })
     });
 
@@ -54,49 +111,138 @@ fn bench(c: &mut Criterion) {
         Algorithm::EdDSA,
     ] {
         let issuer = TestIssuer::new(alg).with_kid("k");
-        let jwt = Jwt::builder()
-            .key(issuer.key())
-            .issuer("https://issuer.bench")
-            .audience("bench")
-            .build()
-            .unwrap();
-        let svc = BearerAuthLayer::new(jwt).layer(inner());
-        let token = issuer.mint(
-            claims("bench-user", "items:read", Duration::from_secs(3600))
-                .iss("https://issuer.bench")
-                .aud("bench"),
-        );
+        let svc = BearerAuthLayer::new(jwt(&issuer, false)).layer(inner());
+        let token = mint(&issuer, "bench-user");
         let req = request(&token);
-        let name = tower_bearer::testing::alg_name(alg);
-        group.bench_function(format!("verify_{name}"), |b| {
+        let name = alg_name(alg);
+        group.bench_function(format!("cache_miss_{name}"), |b| {
             b.iter(|| {
-                let res = svc.clone().oneshot(req.clone()).now_or_never().unwrap();
-                let res = res.unwrap();
+                let res = call(&svc, req.clone());
                 assert_eq!(res.status(), 200);
-                black_box(res);
+                black_box(res)
             })
+        });
+        // The floor: jsonwebtoken alone, same token, same key, validation prepared once.
+        let key = match alg {
+            Algorithm::HS256 => jsonwebtoken::DecodingKey::from_secret(issuer.secret().unwrap()),
+            _ => {
+                jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(issuer.jwk()).unwrap())
+                    .unwrap()
+            }
+        };
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.set_audience(&["bench"]);
+        validation.set_issuer(&["https://issuer.bench"]);
+        group.bench_function(format!("jsonwebtoken_decode_{name}"), |b| {
+            b.iter(|| black_box(jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap()))
         });
     }
 
-    let issuer = TestIssuer::hs256();
-    let jwt = Jwt::builder()
-        .key(issuer.key())
-        .audience("bench")
-        .build()
-        .unwrap();
-    let svc = BearerAuthLayer::new(jwt).layer(inner());
     let missing = Request::builder()
         .uri("/items")
         .body(Full::default())
         .unwrap();
     group.bench_function("reject_missing_credentials", |b| {
-        b.iter(|| {
-            let res = svc.clone().oneshot(missing.clone()).now_or_never().unwrap();
-            black_box(res.unwrap());
-        })
+        b.iter(|| black_box(call(&cached, missing.clone())))
     });
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn limiter_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limiter");
+    group.measurement_time(Duration::from_secs(3));
+    let store = MemoryStore::new();
+    let quota = Quota::per(Duration::from_secs(1), 1_000_000_000);
+    group.bench_function("memory_decision", |b| {
+        b.iter(|| black_box(store.decide("sub\0alice", &quota)))
+    });
+    // Two threads hammering the same store (one key each, and the same key).
+    for (name, same_key) in [
+        ("memory_2_threads_distinct_keys", false),
+        ("memory_2_threads_same_key", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let done = AtomicU64::new(0);
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for t in 0..2 {
+                        let store = &store;
+                        let done = &done;
+                        s.spawn(move || {
+                            let key = if same_key {
+                                "shared".to_owned()
+                            } else {
+                                format!("k{t}")
+                            };
+                            for _ in 0..iters {
+                                black_box(store.decide(&key, &quota));
+                            }
+                            done.fetch_add(iters, Ordering::Relaxed);
+                        });
+                    }
+                });
+                // Time per decision per thread: wall time over iterations.
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn redis_group(c: &mut Criterion) {
+    let Ok(_) = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("redis-server not on PATH: skipping the Redis round-trip bench");
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = rt
+        .block_on(tower_bearer::rate_limit::RedisStore::connect(&format!(
+            "redis://127.0.0.1:{port}"
+        )))
+        .unwrap();
+    let quota = Quota::per(Duration::from_secs(1), 1_000_000_000);
+    let mut group = c.benchmark_group("redis");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("decision_round_trip", |b| {
+        b.to_async(&rt).iter_batched(
+            || store.check("sub\0alice", &quota),
+            |check| async move { black_box(check.await.unwrap()) },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+criterion_group!(benches, layer_group, limiter_group, redis_group);
 criterion_main!(benches);

@@ -383,10 +383,23 @@ impl RawJwk {
 }
 
 /// A set of keys with the selection rules of the module docs.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct KeySet {
     keys: Vec<Key>,
     by_kid: HashMap<Arc<str>, usize>,
+    /// Unique per set built (clones share it): what the token cache checks a hit against.
+    id: u64,
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            keys: Vec::new(),
+            by_kid: HashMap::new(),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
 }
 
 impl fmt::Debug for KeySet {
@@ -450,6 +463,11 @@ impl KeySet {
             ));
         }
         Ok(set)
+    }
+
+    /// An id unique to this set (clones share it).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// How many keys.

@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod extract;

@@ -44,6 +44,7 @@ use serde::Deserializer;
 use serde::de::{MapAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::cache::{self, CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
@@ -69,6 +70,7 @@ pub struct JwtBuilder {
     required_claims: Vec<String>,
     scope_claim: ScopeClaim,
     clock: Arc<dyn Clock>,
+    cache_entries: u64,
 }
 
 /// Verifies JWT access tokens with a static [`KeySet`]. See the [module docs](self).
@@ -105,6 +107,7 @@ struct Inner {
     required_claims: Vec<String>,
     scope_claim: ScopeClaim,
     clock: Arc<dyn Clock>,
+    cache: Option<TokenCache>,
 }
 
 impl fmt::Debug for Jwt {
@@ -134,6 +137,7 @@ impl Default for JwtBuilder {
             required_claims: Vec::new(),
             scope_claim: ScopeClaim::default(),
             clock: Arc::new(SystemClock),
+            cache_entries: DEFAULT_CACHE_ENTRIES,
         }
     }
 }
@@ -216,6 +220,13 @@ impl JwtBuilder {
         self
     }
 
+    /// The size of the verified-token cache (default 10,000 tokens; see
+    /// [`cache`](crate::cache)); 0 turns it off.
+    pub fn cache_entries(mut self, entries: u64) -> Self {
+        self.cache_entries = entries;
+        self
+    }
+
     /// The clock for time-based claims (default: the system clock).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -249,6 +260,8 @@ impl JwtBuilder {
                 require_at_jwt: self.require_at_jwt,
                 required_claims: self.required_claims,
                 scope_claim: self.scope_claim,
+                cache: (self.cache_entries > 0)
+                    .then(|| TokenCache::new(self.cache_entries, self.clock.clone())),
                 clock: self.clock,
             }),
         })
@@ -376,7 +389,28 @@ impl Jwt {
         }
     }
 
+    /// The cache's hit and miss counts (`None` when the cache is off).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(TokenCache::stats)
+    }
+
     fn verify_with(&self, token: &str, keys: &KeySet) -> Result<Principal, AuthError> {
+        let Some(cache) = &self.inner.cache else {
+            return self.verify_uncached(token, keys);
+        };
+        let key = cache::digest(token);
+        if let Some(principal) = cache.get(&key, keys.id()) {
+            return Ok(principal);
+        }
+        let principal = self.verify_uncached(token, keys)?;
+        // `exp` is required and numeric, so verified tokens always have it.
+        if let Some(exp) = principal.claim("exp").and_then(numeric_date) {
+            cache.insert(key, principal.clone(), exp + self.inner.leeway, keys.id());
+        }
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str, keys: &KeySet) -> Result<Principal, AuthError> {
         let bytes = token.as_bytes();
         let mut parts = bytes.split(|b| *b == b'.');
         let (Some(h), Some(p), Some(s), None) =

@@ -1,0 +1,109 @@
+//! The verified-token cache: hits skip verification but never the checks that can change.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{REALM, bearer, send};
+use tower_bearer::BearerAuthLayer;
+use tower_bearer::clock::ManualClock;
+use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations};
+use tower_bearer::testing::TestIssuer;
+use tower_bearer::validate::Jwt;
+
+const T: u64 = 1_800_000_000;
+
+fn issuer() -> &'static TestIssuer {
+    static K: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
+    K.get_or_init(|| TestIssuer::rs256().with_kid("k"))
+}
+
+fn token(exp: u64, jti: &str) -> String {
+    issuer().mint(json!({"sub": "alice", "aud": "api", "iat": T - 10, "exp": exp, "jti": jti}))
+}
+
+#[tokio::test]
+async fn a_reused_token_hits_and_any_changed_byte_misses() {
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap();
+    let l = BearerAuthLayer::new(jwt.clone()).realm(REALM);
+    let t = token(T + 600, "a");
+    for _ in 0..3 {
+        send(&l, bearer(&t)).await.assert_ok();
+    }
+    let s = jwt.cache_stats().unwrap();
+    assert_eq!((s.hits, s.misses), (2, 1));
+    // Every single-byte change is a different cache key: never a hit, always re-verified.
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for at in (0..t.len()).step_by(7) {
+        let mut bytes = t.as_bytes().to_vec();
+        if bytes[at] == b'.' {
+            continue;
+        }
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        assert!(alphabet.contains(&bytes[at]));
+        let changed = String::from_utf8(bytes).unwrap();
+        let before = jwt.cache_stats().unwrap();
+        let out = send(&l, bearer(&changed)).await;
+        let after = jwt.cache_stats().unwrap();
+        assert_eq!(after.hits, before.hits, "byte {at} must not hit");
+        assert_eq!(out.status, 401, "byte {at}");
+        assert!(!out.called, "byte {at}");
+    }
+}
+
+#[tokio::test]
+async fn expiry_is_rechecked_on_every_hit() {
+    let clock = ManualClock::at_unix(T);
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .leeway(Duration::ZERO)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let l = BearerAuthLayer::new(jwt.clone()).realm(REALM);
+    let t = token(T + 5, "b");
+    send(&l, bearer(&t)).await.assert_ok();
+    send(&l, bearer(&t)).await.assert_ok();
+    clock.advance(Duration::from_secs(5));
+    send(&l, bearer(&t))
+        .await
+        .assert_invalid_token("token expired");
+}
+
+#[tokio::test]
+async fn revocation_applies_to_cached_tokens() {
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap();
+    let lc = Lifecycle::new(jwt.clone()).revocations(MemoryRevocations::default());
+    let l = BearerAuthLayer::new(lc.clone()).realm(REALM);
+    let t = token(4_102_444_800, "c");
+    let p = send(&l, bearer(&t)).await.assert_ok().clone();
+    send(&l, bearer(&t)).await.assert_ok();
+    assert!(jwt.cache_stats().unwrap().hits >= 1);
+    lc.revoke_token(&p).await.unwrap();
+    send(&l, bearer(&t))
+        .await
+        .assert_invalid_token("token revoked");
+}
+
+#[test]
+fn the_cache_can_be_turned_off() {
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .cache_entries(0)
+        .build()
+        .unwrap();
+    assert!(jwt.cache_stats().is_none());
+}

@@ -110,8 +110,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserializer;
-use serde::de::{MapAccess, Visitor};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -386,6 +384,7 @@ impl IntrospectionBuilder {
     }
 }
 
+use crate::json::StrictObject;
 use crate::jwks::default_client;
 
 fn check_url(url: &str) -> Result<(), ConfigError> {
@@ -697,33 +696,6 @@ impl Inner {
         } else {
             Err(AuthError::new(AuthErrorKind::InvalidAudience))
         }
-    }
-}
-
-/// A JSON object whose members are unique: a response naming `active` twice is no answer.
-struct StrictObject(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                    let value: Value = map.next_value()?;
-                    out.insert(key, value);
-                }
-                Ok(StrictObject(out))
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 

@@ -39,6 +39,7 @@ pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod extract;
+mod json;
 pub mod keys;
 pub mod lifecycle;
 mod maybe_ready;

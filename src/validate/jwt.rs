@@ -40,14 +40,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserializer;
-use serde::de::{MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::cache::{self, CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
+use crate::json::StrictObject;
 use crate::keys::{Algorithm, Key, KeyLookupError, KeySet};
 use crate::principal::{Principal, ScopeClaim, TokenFingerprint, numeric_date};
 use crate::reject::{AuthError, AuthErrorKind};
@@ -316,34 +315,6 @@ fn claim_err(kind: AuthErrorKind, what: &'static str) -> AuthError {
 fn is_b64url(part: &[u8]) -> bool {
     part.iter()
         .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-}
-
-/// A JSON object whose members are unique (RFC 7515 §5.2 / RFC 8725 §3.1: a parser must refuse
-/// duplicate member names rather than pick one).
-struct StrictObject(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for StrictObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                    let value: Value = map.next_value()?;
-                    out.insert(key, value);
-                }
-                Ok(StrictObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {

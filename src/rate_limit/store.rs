@@ -3,7 +3,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
@@ -92,28 +92,33 @@ pub(crate) fn key_digest(key: &str) -> [u8; 16] {
     out
 }
 
-/// The default number of callers the memory store tracks (about 330 bytes each, measured:
-/// the default store stays under 64 MiB whatever the number of callers).
-pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+/// The default number of callers the memory store tracks.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-/// In-process limiter state: a bounded, concurrent map from caller to GCRA arrival time.
+const SHARDS: usize = 64;
+
+/// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds).
+type Shard = std::sync::Mutex<std::collections::HashMap<[u8; 16], u64>>;
+
+/// In-process limiter state: a sharded map from caller to GCRA arrival time.
 ///
-/// Bounded two ways: a caller idle for longer than the idle timeout (default 1 h; set it to at
-/// least your longest quota period) is forgotten, and at most `max_keys` callers are kept
-/// (default 100,000, about 33 MiB at the measured ~330 bytes per caller; when full, the cache's TinyLFU policy evicts the least useful entries,
-/// and an evicted caller starts again with a full quota). Keys are stored as 16-byte digests,
-/// so memory per caller does not depend on the subject's length. Each decision is atomic per
-/// key (sharded locks, no global lock).
+/// Each decision locks one of 64 shards (no global lock, never held across an await) for a
+/// hash-map lookup. Keys are 16-byte digests, so memory per caller does not depend on the
+/// subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
+/// full, callers whose quota is whole again are dropped first (their state is the same as no
+/// state, so nothing is lost); if that is not enough, the callers closest to a whole quota go
+/// next, and such a caller starts again with a full quota.
 #[derive(Clone)]
 pub struct MemoryStore {
-    cache: moka::sync::Cache<[u8; 16], u64>,
+    shards: Arc<[Shard]>,
+    per_shard: usize,
     clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("entries", &self.cache.entry_count())
+            .field("entries", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -125,19 +130,16 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store with the default bounds and the system clock.
+    /// A store with the default bound and the system clock.
     pub fn new() -> Self {
-        Self::with_bounds(DEFAULT_MAX_KEYS, Duration::from_secs(3600))
+        Self::with_capacity(DEFAULT_MAX_KEYS)
     }
 
-    /// A store keeping at most `max_keys` callers, each forgotten after `idle` without a
-    /// request.
-    pub fn with_bounds(max_keys: u64, idle: Duration) -> Self {
+    /// A store keeping at most `max_keys` callers (at least 64).
+    pub fn with_capacity(max_keys: usize) -> Self {
         Self {
-            cache: moka::sync::Cache::builder()
-                .max_capacity(max_keys)
-                .time_to_idle(idle)
-                .build(),
+            shards: (0..SHARDS).map(|_| std::sync::Mutex::default()).collect(),
+            per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock: Arc::new(SystemClock),
         }
     }
@@ -149,10 +151,12 @@ impl MemoryStore {
         self
     }
 
-    /// Callers currently tracked (approximate, as the cache reports it).
-    pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+    /// Callers currently tracked.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     /// Whether no caller is tracked.
@@ -168,18 +172,41 @@ impl MemoryStore {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        let mut decision = None;
-        self.cache.entry(key_digest(key)).and_compute_with(|entry| {
-            let tat = entry.map_or(0, |e| e.into_value());
-            let (d, new_tat) = gcra(quota, tat, now);
-            decision = Some(d);
-            match d {
-                Decision::Allow { .. } => moka::ops::compute::Op::Put(new_tat),
-                Decision::Deny { .. } => moka::ops::compute::Op::Nop,
+        let digest = key_digest(key);
+        let shard = &self.shards[usize::from(digest[0]) % SHARDS];
+        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let tat = map.get(&digest).copied().unwrap_or(0);
+        let (decision, new_tat) = gcra(quota, tat, now);
+        if matches!(decision, Decision::Allow { .. }) {
+            map.insert(digest, new_tat);
+            if map.len() > self.per_shard {
+                evict(&mut map, now, self.per_shard);
             }
-        });
-        decision.expect("compute ran")
+        }
+        decision
     }
+}
+
+/// Makes room in a full shard: first the callers whose quota is whole again (arrival time
+/// passed: the same as no state), then those closest to it, down to 90% of the bound.
+fn evict(map: &mut std::collections::HashMap<[u8; 16], u64>, now: u64, bound: usize) {
+    map.retain(|_, tat| *tat > now);
+    if map.len() <= bound {
+        return;
+    }
+    let target = bound - bound / 10;
+    let mut tats: Vec<u64> = map.values().copied().collect();
+    let cut = map.len() - target;
+    let (_, &mut threshold, _) = tats.select_nth_unstable(cut - 1);
+    let mut removed = 0;
+    map.retain(|_, tat| {
+        if removed < cut && *tat <= threshold {
+            removed += 1;
+            false
+        } else {
+            true
+        }
+    });
 }
 
 impl RateLimitStore for MemoryStore {

@@ -220,7 +220,7 @@ impl JwtBuilder {
     }
 
     /// The size of the verified-token cache (default 10,000 tokens; see
-    /// [`cache`](crate::cache)); 0 turns it off.
+    /// [`crate::cache`]); 0 turns it off.
     pub fn cache_entries(mut self, entries: u64) -> Self {
         self.cache_entries = entries;
         self

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Load test of the reference server on 127.0.0.1 with wrk: the bare route (/health) against
+# a protected route (/me) with a reused token, in memory and with Redis. Bounded: each run
+# lasts DURATION seconds (default 10), 2 threads, 64 connections, loopback only; every
+# process started here is stopped on exit.
+#
+# Usage: scripts/loadtest.sh [DURATION]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-10}"
+
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+  else
+    echo "wrk is needed (apt-get install wrk)" >&2; exit 1
+  fi
+fi
+cargo build --release --example server --features axum,tonic,testing,reqwest,redis,introspection -q
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts the server with extra flags; sets ADDR and TOKEN (the printed reader token).
+start_server() {
+  local out; out=$(mktemp)
+  ./target/release/examples/server --bind 127.0.0.1:0 --rate-limit 1000000000/1s "$@" >"$out" 2>/dev/null &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    grep -q '^listening on' "$out" && break
+    sleep 0.1
+  done
+  ADDR=$(sed -n 's/^listening on http:\/\///p' "$out")
+  TOKEN=$(sed -n 's/^READER_TOKEN=//p' "$out")
+  [ -n "$ADDR" ] && [ -n "$TOKEN" ] || { echo "server did not start" >&2; exit 1; }
+}
+
+# Prints "requests/s p99" for one wrk run.
+run_wrk() {
+  local report
+  report=$(wrk -t2 -c64 -d"${duration}s" --latency "$@")
+  local rps p99
+  rps=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$report" | awk '$1 == "99%" {print $2}')
+  local errors
+  errors=$(echo "$report" | awk '/Non-2xx/ {print $4}')
+  echo "$rps ${p99} ${errors:-0}"
+}
+
+report() {
+  local label=$1 bare=$2 prot=$3
+  read -r b_rps b_p99 _ <<<"$bare"
+  read -r p_rps p_p99 p_err <<<"$prot"
+  local ratio; ratio=$(python3 -c "print(f'{$p_rps / $b_rps:.2f}')")
+  printf '%-8s bare /health: %10s req/s, p99 %8s | protected /me: %10s req/s, p99 %8s, non-2xx %s | ratio %s\n' \
+    "$label" "$b_rps" "$b_p99" "$p_rps" "$p_p99" "$p_err" "$ratio"
+}
+
+start_server
+bare=$(run_wrk "http://$ADDR/health")
+prot=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/me")
+report memory "$bare" "$prot"
+cleanup; pids=()
+
+if command -v redis-server >/dev/null 2>&1; then
+  port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no >/dev/null &
+  pids+=($!)
+  sleep 0.5
+  start_server --redis-url "redis://127.0.0.1:$port"
+  bare=$(run_wrk "http://$ADDR/health")
+  prot=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/me")
+  report redis "$bare" "$prot"
+else
+  echo "redis-server not found: skipping the Redis run"
+fi

@@ -914,15 +914,54 @@ fn remote_key_sources_that_fail_at_start_exit_1() {
 #[path = "support/mod.rs"]
 mod support;
 
+/// A PEM-key issuer and the server flags that trust it (`iss` https://issuer.test, `aud`
+/// api://items), for the tests of the remaining flags.
+struct PemIssuer {
+    issuer: TestIssuer,
+    pem: TempFile,
+}
+
+impl PemIssuer {
+    fn new() -> Self {
+        let issuer = TestIssuer::rs256().with_kid("rsa-1");
+        let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+        Self { issuer, pem }
+    }
+
+    /// Starts the server with this key and `extra` flags.
+    fn server(&self, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "--bind",
+            "127.0.0.1:0",
+            "--key-file",
+            self.pem.path(),
+            "--issuer",
+            "https://issuer.test",
+            "--audience",
+            "api://items",
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
+
+    /// A token for `sub` with `scope`, valid 10 minutes.
+    fn token(&self, sub: &str, scope: &str) -> String {
+        mint_for(&self.issuer, sub, scope)
+    }
+}
+
+/// A token from `issuer` that the [`PemIssuer`] flags accept if the key is trusted.
+fn mint_for(issuer: &TestIssuer, sub: &str, scope: &str) -> String {
+    issuer.mint(
+        claims(sub, scope, Duration::from_secs(600))
+            .iss("https://issuer.test")
+            .aud("api://items"),
+    )
+}
+
 /// `--rate-limit 5/10s`: five requests at once per verified subject, then one per 2 s.
-fn assert_rate_limited(servers: &[&Server], issuer: &TestIssuer) {
-    let token = |sub: &str| {
-        issuer.mint(
-            claims(sub, "items:read", Duration::from_secs(600))
-                .iss("https://issuer.test")
-                .aud("api://items"),
-        )
-    };
+fn assert_rate_limited(servers: &[&Server], issuer: &PemIssuer) {
+    let token = |sub: &str| issuer.token(sub, "items:read");
     let alice = token("alice");
     for i in 0..5 {
         // Spread over the instances: with Redis they share one quota.
@@ -949,10 +988,10 @@ fn assert_rate_limited(servers: &[&Server], issuer: &TestIssuer) {
     assert_eq!(health.status, 200);
     assert!(health.header("ratelimit").is_none());
     // A forged token spends nothing and gets 401.
-    let forged = TestIssuer::rs256().with_kid("rsa-1").mint(
-        claims("carol", "items:read", Duration::from_secs(600))
-            .iss("https://issuer.test")
-            .aud("api://items"),
+    let forged = mint_for(
+        &TestIssuer::rs256().with_kid("rsa-1"),
+        "carol",
+        "items:read",
     );
     for _ in 0..10 {
         assert_eq!(
@@ -968,20 +1007,8 @@ fn assert_rate_limited(servers: &[&Server], issuer: &TestIssuer) {
 
 #[test]
 fn rate_limit_in_memory() {
-    let issuer = TestIssuer::rs256().with_kid("rsa-1");
-    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
-    let server = Server::start(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--key-file",
-        pem.path(),
-        "--issuer",
-        "https://issuer.test",
-        "--audience",
-        "api://items",
-        "--rate-limit",
-        "5/10s",
-    ]);
+    let issuer = PemIssuer::new();
+    let server = issuer.server(&["--rate-limit", "5/10s"]);
     assert_rate_limited(&[&server], &issuer);
 }
 
@@ -990,24 +1017,10 @@ fn rate_limit_shared_through_redis_by_two_instances() {
     let Some(redis) = support::RedisServer::start() else {
         return;
     };
-    let issuer = TestIssuer::rs256().with_kid("rsa-1");
-    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let issuer = PemIssuer::new();
     let url = redis.url();
-    let args = [
-        "--bind",
-        "127.0.0.1:0",
-        "--key-file",
-        pem.path(),
-        "--issuer",
-        "https://issuer.test",
-        "--audience",
-        "api://items",
-        "--rate-limit",
-        "5/10s",
-        "--redis-url",
-        url.as_str(),
-    ];
-    let (a, b) = (Server::start(&args), Server::start(&args));
+    let args = ["--rate-limit", "5/10s", "--redis-url", url.as_str()];
+    let (a, b) = (issuer.server(&args), issuer.server(&args));
     assert_rate_limited(&[&a, &b], &issuer);
 }
 
@@ -1039,24 +1052,14 @@ fn revocation_shared_through_redis_by_two_instances() {
     let Some(redis) = support::RedisServer::start() else {
         return;
     };
-    let issuer = TestIssuer::rs256().with_kid("rsa-1");
-    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let issuer = PemIssuer::new();
     let url = redis.url();
-    let args = [
-        "--bind",
-        "127.0.0.1:0",
-        "--key-file",
-        pem.path(),
-        "--issuer",
-        "https://issuer.test",
-        "--audience",
-        "api://items",
-        "--redis-url",
-        url.as_str(),
-    ];
-    let (a, b) = (Server::start(&args), Server::start(&args));
+    let (a, b) = (
+        issuer.server(&["--redis-url", url.as_str()]),
+        issuer.server(&["--redis-url", url.as_str()]),
+    );
     let mint = |sub: &str, scope: &str, jti: &str| {
-        issuer.mint(
+        issuer.issuer.mint(
             claims(sub, scope, Duration::from_secs(600))
                 .iss("https://issuer.test")
                 .aud("api://items")
@@ -1152,18 +1155,9 @@ impl IntrospectionServer {
 #[test]
 fn opaque_tokens_through_introspection() {
     let idp = IntrospectionServer::start();
-    let issuer = TestIssuer::rs256().with_kid("rsa-1");
-    let pem = TempFile::new("pem", &issuer.public_key_pem().expect("RSA has a PEM"));
+    let issuer = PemIssuer::new();
     let url = format!("{}/introspect", idp.base);
-    let server = Server::start(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--key-file",
-        pem.path(),
-        "--issuer",
-        "https://issuer.test",
-        "--audience",
-        "api://items",
+    let server = issuer.server(&[
         "--introspection-url",
         &url,
         "--client-id",
@@ -1184,11 +1178,7 @@ fn opaque_tokens_through_introspection() {
             .contains("token inactive")
     );
     // JWTs still go to the JWT checks.
-    let jwt = issuer.mint(
-        claims("alice", "items:read", Duration::from_secs(600))
-            .iss("https://issuer.test")
-            .aud("api://items"),
-    );
+    let jwt = issuer.token("alice", "items:read");
     assert_eq!(http(server.addr, "GET", "/items", Some(&jwt)).status, 200);
     // The three flags go together.
     let (status, _) = run_to_exit(&["--introspection-url", &url]);

@@ -7,6 +7,9 @@
 //! - `limiter`: the in-memory GCRA decision alone, and from 2 threads at once.
 //! - `redis`: one Redis limiter round trip (skipped without `redis-server` on PATH).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,43 +194,15 @@ fn limiter_group(c: &mut Criterion) {
 }
 
 fn redis_group(c: &mut Criterion) {
-    let Ok(_) = std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-    else {
-        eprintln!("redis-server not on PATH: skipping the Redis round-trip bench");
+    let Some(redis) = support::RedisServer::start() else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new("redis-server")
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let store = rt
-        .block_on(tower_bearer::rate_limit::RedisStore::connect(&format!(
-            "redis://127.0.0.1:{port}"
-        )))
+        .block_on(tower_bearer::rate_limit::RedisStore::connect(&redis.url()))
         .unwrap();
     let quota = Quota::per(Duration::from_secs(1), 1_000_000_000);
     let mut group = c.benchmark_group("redis");
@@ -240,8 +215,6 @@ fn redis_group(c: &mut Criterion) {
         )
     });
     group.finish();
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 criterion_group!(benches, layer_group, limiter_group, redis_group);

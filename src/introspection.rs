@@ -384,6 +384,7 @@ impl IntrospectionBuilder {
     }
 }
 
+use crate::claims;
 use crate::json::StrictObject;
 use crate::jwks::default_client;
 
@@ -642,60 +643,18 @@ impl Inner {
         }
 
         let now = self.clock.unix_seconds();
-        let date = |name: &'static str| -> Result<Option<f64>, AuthError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(v) => numeric_date(v).map(Some).ok_or_else(|| {
-                    claim_err(AuthErrorKind::InvalidClaimType, "invalid time claim")
-                }),
-            }
-        };
-        if let Some(exp) = date("exp")?
+        if let Some(exp) = claims::time_claim(&claims, "exp")?
             && now >= exp
         {
             return Err(AuthError::new(AuthErrorKind::Expired));
         }
-        if let Some(nbf) = date("nbf")?
-            && nbf > now + self.leeway
-        {
-            return Err(AuthError::new(AuthErrorKind::NotYetValid));
-        }
-        if let Some(iat) = date("iat")?
-            && iat > now + self.leeway
-        {
-            return Err(AuthError::new(AuthErrorKind::IssuedInFuture));
-        }
-
-        if !self.issuers.is_empty() {
-            match claims.get("iss") {
-                None => return Err(claim_err(AuthErrorKind::MissingClaim, "missing iss claim")),
-                Some(Value::String(iss)) if self.issuers.iter().any(|i| i == iss) => {}
-                Some(_) => return Err(AuthError::new(AuthErrorKind::InvalidIssuer)),
-            }
-        }
-        self.check_audience(claims.get("aud"))?;
+        claims::check_not_before(&claims, now, self.leeway)?;
+        claims::check_issuer(&claims, &self.issuers)?;
+        // No audience configured: `aud` is only type-checked (the server asked about its own
+        // token, RFC 7662 §2.2).
+        claims::check_audience(claims.get("aud"), &self.audiences, true)?;
 
         Principal::from_claims_with(claims, fingerprint, &self.scope_claim)
-    }
-
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), AuthError> {
-        let wrong_type = || claim_err(AuthErrorKind::InvalidClaimType, "invalid aud claim");
-        let values: Vec<&str> = match aud {
-            None if self.audiences.is_empty() => return Ok(()),
-            None => return Err(claim_err(AuthErrorKind::MissingClaim, "missing aud claim")),
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().ok_or_else(wrong_type))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(wrong_type()),
-        };
-        if self.audiences.is_empty() || values.iter().any(|v| self.audiences.iter().any(|a| a == v))
-        {
-            Ok(())
-        } else {
-            Err(AuthError::new(AuthErrorKind::InvalidAudience))
-        }
     }
 }
 

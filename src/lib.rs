@@ -36,6 +36,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod cache;
+mod claims;
 pub mod clock;
 pub mod error;
 pub mod extract;

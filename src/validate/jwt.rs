@@ -43,6 +43,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::cache::{self, CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
+use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
@@ -480,31 +481,12 @@ impl Jwt {
         let inner = &*self.inner;
         let now = inner.clock.unix_seconds();
         let leeway = inner.leeway;
-        let date = |name: &'static str| -> Result<Option<f64>, AuthError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(v) => numeric_date(v).map(Some).ok_or_else(|| {
-                    claim_err(AuthErrorKind::InvalidClaimType, "invalid time claim")
-                }),
-            }
-        };
-
-        let exp = date("exp")?
+        let exp = claims::time_claim(claims, "exp")?
             .ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing exp claim"))?;
         if now >= exp + leeway {
             return Err(err(AuthErrorKind::Expired));
         }
-        if let Some(nbf) = date("nbf")?
-            && nbf > now + leeway
-        {
-            return Err(err(AuthErrorKind::NotYetValid));
-        }
-        let iat = date("iat")?;
-        if let Some(iat) = iat
-            && iat > now + leeway
-        {
-            return Err(err(AuthErrorKind::IssuedInFuture));
-        }
+        let iat = claims::check_not_before(claims, now, leeway)?;
         if let Some(max) = inner.max_lifetime {
             let iat =
                 iat.ok_or_else(|| claim_err(AuthErrorKind::MissingClaim, "missing iat claim"))?;
@@ -512,30 +494,8 @@ impl Jwt {
                 return Err(err(AuthErrorKind::LifetimeExceeded));
             }
         }
-
-        if !inner.issuers.is_empty() {
-            match claims.get("iss") {
-                None => return Err(claim_err(AuthErrorKind::MissingClaim, "missing iss claim")),
-                Some(Value::String(iss)) => {
-                    if !inner.issuers.iter().any(|i| i == iss) {
-                        return Err(err(AuthErrorKind::InvalidIssuer));
-                    }
-                }
-                Some(_) => {
-                    return Err(claim_err(
-                        AuthErrorKind::InvalidClaimType,
-                        "invalid iss claim",
-                    ));
-                }
-            }
-        } else if claims.get("iss").is_some_and(|v| !v.is_string()) {
-            return Err(claim_err(
-                AuthErrorKind::InvalidClaimType,
-                "invalid iss claim",
-            ));
-        }
-
-        self.check_audience(claims.get("aud"))?;
+        claims::check_issuer(claims, &inner.issuers)?;
+        claims::check_audience(claims.get("aud"), &inner.audiences, inner.any_audience)?;
 
         for name in &inner.required_claims {
             if !claims.contains_key(name) {
@@ -546,41 +506,6 @@ impl Jwt {
             }
         }
         Ok(())
-    }
-
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), AuthError> {
-        let inner = &*self.inner;
-        let wrong_type = || claim_err(AuthErrorKind::InvalidClaimType, "invalid aud claim");
-        let values: Vec<&str> = match aud {
-            None => {
-                return if inner.audiences.is_empty() {
-                    Ok(())
-                } else {
-                    Err(claim_err(AuthErrorKind::MissingClaim, "missing aud claim"))
-                };
-            }
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_str().ok_or_else(wrong_type))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(wrong_type()),
-        };
-        if inner.audiences.is_empty() {
-            return if inner.any_audience {
-                Ok(())
-            } else {
-                Err(err(AuthErrorKind::InvalidAudience))
-            };
-        }
-        if values
-            .iter()
-            .any(|v| inner.audiences.iter().any(|a| a == v))
-        {
-            Ok(())
-        } else {
-            Err(err(AuthErrorKind::InvalidAudience))
-        }
     }
 }
 

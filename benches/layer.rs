@@ -1,112 +1,157 @@
-//! The layer against the bare service, in one run so ratios hold on a noisy machine.
+//! Our stacks beside a bare axum router and beside the peers, all in one run so the ratios
+//! hold on a noisy machine.
 //!
-//! Run with `cargo bench --bench layer` (`-- --quick` for a fast pass). Groups:
-//! - `layer`: bare service; cache hit; first-seen token (cache miss) per algorithm beside a
-//!   bare `jsonwebtoken::decode` of the same token (the cryptographic floor); the full stack
-//!   (auth + scope guard + in-memory rate limit) with a reused token; a rejection.
-//! - `limiter`: the in-memory GCRA decision alone, and from 2 threads at once.
+//! Run with `cargo bench --bench layer` (`-- --quick` for a fast pass), then
+//! `python3 scripts/bench-report.py` for the table and the chart in BENCHMARKS.md. Groups:
+//! - `router`: a bare axum 0.8 router (one route, a handler answering "ok") and the same
+//!   router behind: our layer with a cache hit (RS256); the full stack (auth + scope guard +
+//!   in-memory rate limit) with a reused token; a first-seen token (cache off) per algorithm;
+//!   a rejection; our rate limit alone; tower_governor keyed by the `Authorization` header;
+//!   tower-http's static bearer check.
+//! - `router_axum07`: a bare axum 0.7 router and the same router behind jwt-authorizer 0.15
+//!   (RS256 static key; it only builds against axum 0.7), verifying the very token our RS256
+//!   cases reuse.
+//! - `decode`: a bare `jsonwebtoken::decode` per algorithm, validation prepared once (the
+//!   cryptographic floor of a first-seen token).
+//! - `limiter`: the in-memory GCRA decision alone, and from 2 threads at once (distinct
+//!   callers and one caller), beside governor's keyed limiter (what tower_governor uses).
 //! - `redis`: one Redis limiter round trip (skipped without `redis-server` on PATH).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::convert::Infallible;
+mod peers;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use futures_util::FutureExt;
-use http::{Request, Response};
-use http_body_util::Full;
+use http::{HeaderValue, Request, header::AUTHORIZATION};
 use serde_json::Value;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_bearer::BearerAuthLayer;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::keys::Algorithm;
+use tower_bearer::principal::TokenFingerprint;
 use tower_bearer::rate_limit::{MemoryStore, Quota, RateLimitLayer, RateLimitStore};
 use tower_bearer::scope::ScopeGuardLayer;
 use tower_bearer::testing::{TestIssuer, alg_name, claims};
 use tower_bearer::validate::Jwt;
+use tower_bearer::{BearerAuthLayer, Principal};
 
-type Req = Request<Full<Bytes>>;
+const ISS: &str = "https://issuer.bench";
+const AUD: &str = "bench";
 
-fn inner() -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
-    service_fn(|_req: Req| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-    })
-}
-
-fn request(token: &str) -> Req {
-    Request::builder()
-        .uri("/items")
-        .header("authorization", format!("Bearer {token}"))
-        .body(Full::default())
-        .unwrap()
+/// A quota no benchmark reaches.
+fn unlimited() -> Quota {
+    Quota::per(Duration::from_secs(1), 1_000_000_000)
 }
 
 fn mint(issuer: &TestIssuer, sub: &str) -> String {
     issuer.mint(
         claims(sub, "items:read", Duration::from_secs(3600))
-            .iss("https://issuer.bench")
-            .aud("bench"),
+            .iss(ISS)
+            .aud(AUD),
     )
 }
 
 fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
     Jwt::builder()
         .key(issuer.key())
-        .issuer("https://issuer.bench")
-        .audience("bench")
+        .issuer(ISS)
+        .audience(AUD)
         .cache_entries(if cache { 10_000 } else { 0 })
         .build()
         .unwrap()
 }
 
-/// Drives a service that answers synchronously.
-fn call<S>(svc: &S, req: Req) -> S::Response
-where
-    S: Service<Req, Error = Infallible> + Clone,
-{
-    svc.clone().oneshot(req).now_or_never().unwrap().unwrap()
+/// `GET /items`, with `Authorization: Bearer <token>` when a token is given.
+fn request<B: Default>(auth: Option<&HeaderValue>) -> Request<B> {
+    let mut req = Request::builder().uri("/items");
+    if let Some(value) = auth {
+        req = req.header(AUTHORIZATION, value.clone());
+    }
+    req.body(B::default()).unwrap()
 }
 
-fn layer_group(c: &mut Criterion) {
-    let mut group = c.benchmark_group("layer");
+fn bearer(token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("Bearer {token}")).unwrap()
+}
+
+fn axum_router() -> axum::Router {
+    axum::Router::new().route("/items", axum::routing::get(|| async { "ok" }))
+}
+
+/// Benchmarks one request through `app` on a current-thread runtime; building the request is
+/// not timed.
+fn bench_router<S, B, RB>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    app: S,
+    auth: Option<&HeaderValue>,
+    expect: u16,
+) where
+    S: tower::Service<Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+    S::Future: Send,
+    B: Default,
+    RB: Send,
+{
+    // Check once, outside the measurement, that the stack answers as expected.
+    let res = rt
+        .block_on(app.clone().oneshot(request::<B>(auth)))
+        .unwrap();
+    assert_eq!(res.status().as_u16(), expect, "{name}");
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter_batched(
+            || request::<B>(auth),
+            |req| {
+                let app = app.clone();
+                async move { black_box(app.oneshot(req).await.unwrap()) }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn router_group(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("router");
     group.measurement_time(Duration::from_secs(3));
 
-    let bare = inner();
-    let req = request("unused");
-    group.bench_function("bare", |b| b.iter(|| black_box(call(&bare, req.clone()))));
-
     let rs = TestIssuer::rs256().with_kid("k");
-    let cached = BearerAuthLayer::new(jwt(&rs, true)).layer(inner());
     let token = mint(&rs, "bench-user");
-    let req = request(&token);
-    group.bench_function("cache_hit_RS256", |b| {
-        b.iter(|| {
-            let res = call(&cached, req.clone());
-            assert_eq!(res.status(), 200);
-            black_box(res)
-        })
-    });
+    let auth = bearer(&token);
 
-    let full = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(jwt(&rs, true)))
-        .layer(ScopeGuardLayer::parse("items:read").unwrap())
-        .layer(RateLimitLayer::new(Quota::per(
-            Duration::from_secs(1),
-            1_000_000_000,
-        )))
-        .service(inner());
-    group.bench_function("full_stack_cache_hit_RS256", |b| {
-        b.iter(|| {
-            let res = call(&full, req.clone());
-            assert_eq!(res.status(), 200);
-            black_box(res)
-        })
-    });
-
+    bench_router::<_, axum::body::Body, _>(&mut group, &rt, "bare", axum_router(), None, 200);
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_bearer_cache_hit_RS256",
+        axum_router().layer(BearerAuthLayer::new(jwt(&rs, true))),
+        Some(&auth),
+        200,
+    );
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_bearer_full_stack_RS256",
+        axum_router().layer(
+            ServiceBuilder::new()
+                .layer(BearerAuthLayer::new(jwt(&rs, true)))
+                .layer(ScopeGuardLayer::parse("items:read").unwrap())
+                .layer(RateLimitLayer::new(unlimited())),
+        ),
+        Some(&auth),
+        200,
+    );
     for alg in [
         Algorithm::HS256,
         Algorithm::RS256,
@@ -114,17 +159,101 @@ fn layer_group(c: &mut Criterion) {
         Algorithm::EdDSA,
     ] {
         let issuer = TestIssuer::new(alg).with_kid("k");
-        let svc = BearerAuthLayer::new(jwt(&issuer, false)).layer(inner());
+        let auth = bearer(&mint(&issuer, "bench-user"));
+        bench_router::<_, axum::body::Body, _>(
+            &mut group,
+            &rt,
+            &format!("tower_bearer_cache_miss_{}", alg_name(alg)),
+            axum_router().layer(BearerAuthLayer::new(jwt(&issuer, false))),
+            Some(&auth),
+            200,
+        );
+    }
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_bearer_reject_missing",
+        axum_router().layer(BearerAuthLayer::new(jwt(&rs, true))),
+        None,
+        401,
+    );
+
+    // Rate limits alone: ours behind a verified principal, tower_governor on the raw header.
+    let principal = {
+        let claims = serde_json::json!({"sub": "bench-user", "iss": ISS});
+        Principal::from_claims(
+            claims.as_object().unwrap().clone(),
+            TokenFingerprint::of_bytes(token.as_bytes()),
+        )
+        .unwrap()
+    };
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_bearer_rate_limit_only",
+        axum_router().layer(
+            ServiceBuilder::new()
+                .map_request(move |mut req: Request<axum::body::Body>| {
+                    req.extensions_mut().insert(principal.clone());
+                    req
+                })
+                .layer(RateLimitLayer::new(unlimited())),
+        ),
+        Some(&auth),
+        200,
+    );
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_governor_keyed",
+        axum_router().layer(peers::governor_layer()),
+        Some(&auth),
+        200,
+    );
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_http_bearer",
+        axum_router().layer(peers::tower_http_bearer(&token)),
+        Some(&auth),
+        200,
+    );
+    group.finish();
+
+    let mut group = c.benchmark_group("router_axum07");
+    group.measurement_time(Duration::from_secs(3));
+    bench_router::<_, axum07::body::Body, _>(
+        &mut group,
+        &rt,
+        "bare",
+        peers::axum07_router(),
+        None,
+        200,
+    );
+    let pem = rs.public_key_pem().expect("RSA has a PEM");
+    let authorizer = rt.block_on(peers::jwt_authorizer_router(&pem, ISS, AUD));
+    bench_router::<_, axum07::body::Body, _>(
+        &mut group,
+        &rt,
+        "jwt_authorizer_RS256",
+        authorizer,
+        Some(&auth),
+        200,
+    );
+    group.finish();
+}
+
+fn decode_group(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode");
+    group.measurement_time(Duration::from_secs(3));
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let issuer = TestIssuer::new(alg).with_kid("k");
         let token = mint(&issuer, "bench-user");
-        let req = request(&token);
-        let name = alg_name(alg);
-        group.bench_function(format!("cache_miss_{name}"), |b| {
-            b.iter(|| {
-                let res = call(&svc, req.clone());
-                assert_eq!(res.status(), 200);
-                black_box(res)
-            })
-        });
         // The floor: jsonwebtoken alone, same token, same key, validation prepared once.
         let key = match alg {
             Algorithm::HS256 => jsonwebtoken::DecodingKey::from_secret(issuer.secret().unwrap()),
@@ -134,59 +263,60 @@ fn layer_group(c: &mut Criterion) {
             }
         };
         let mut validation = jsonwebtoken::Validation::new(alg);
-        validation.set_audience(&["bench"]);
-        validation.set_issuer(&["https://issuer.bench"]);
-        group.bench_function(format!("jsonwebtoken_decode_{name}"), |b| {
+        validation.set_audience(&[AUD]);
+        validation.set_issuer(&[ISS]);
+        group.bench_function(format!("jsonwebtoken_{}", alg_name(alg)), |b| {
             b.iter(|| black_box(jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap()))
         });
     }
-
-    let missing = Request::builder()
-        .uri("/items")
-        .body(Full::default())
-        .unwrap();
-    group.bench_function("reject_missing_credentials", |b| {
-        b.iter(|| black_box(call(&cached, missing.clone())))
-    });
     group.finish();
+}
+
+/// Runs `decide` from two threads at once and reports the time per decision per thread.
+fn two_threads(iters: u64, decide: impl Fn(u64) + Sync) -> Duration {
+    let done = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let (decide, done) = (&decide, &done);
+            s.spawn(move || {
+                for _ in 0..iters {
+                    decide(t);
+                }
+                done.fetch_add(iters, Ordering::Relaxed);
+            });
+        }
+    });
+    start.elapsed()
 }
 
 fn limiter_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("limiter");
     group.measurement_time(Duration::from_secs(3));
     let store = MemoryStore::new();
-    let quota = Quota::per(Duration::from_secs(1), 1_000_000_000);
-    group.bench_function("memory_decision", |b| {
-        b.iter(|| black_box(store.decide("sub\0alice", &quota)))
+    let quota = unlimited();
+    let governor = peers::governor_keyed();
+    let keys = ["sub\0alice".to_owned(), "sub\0bob".to_owned()];
+    group.bench_function("tower_bearer_memory", |b| {
+        b.iter(|| black_box(store.decide(&keys[0], &quota)))
     });
-    // Two threads hammering the same store (one key each, and the same key).
-    for (name, same_key) in [
-        ("memory_2_threads_distinct_keys", false),
-        ("memory_2_threads_same_key", true),
-    ] {
-        group.bench_function(name, |b| {
+    group.bench_function("governor_keyed", |b| {
+        b.iter(|| black_box(governor.check_key(&keys[0]).is_ok()))
+    });
+    for (name, same) in [("distinct_callers", false), ("same_caller", true)] {
+        let key = |t: u64| &keys[if same { 0 } else { t as usize }];
+        group.bench_function(format!("tower_bearer_memory_2_threads_{name}"), |b| {
             b.iter_custom(|iters| {
-                let done = AtomicU64::new(0);
-                let start = Instant::now();
-                std::thread::scope(|s| {
-                    for t in 0..2 {
-                        let store = &store;
-                        let done = &done;
-                        s.spawn(move || {
-                            let key = if same_key {
-                                "shared".to_owned()
-                            } else {
-                                format!("k{t}")
-                            };
-                            for _ in 0..iters {
-                                black_box(store.decide(&key, &quota));
-                            }
-                            done.fetch_add(iters, Ordering::Relaxed);
-                        });
-                    }
-                });
-                // Time per decision per thread: wall time over iterations.
-                start.elapsed()
+                two_threads(iters, |t| {
+                    black_box(store.decide(key(t), &quota));
+                })
+            })
+        });
+        group.bench_function(format!("governor_keyed_2_threads_{name}"), |b| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |t| {
+                    black_box(governor.check_key(key(t)).is_ok());
+                })
             })
         });
     }
@@ -197,14 +327,11 @@ fn redis_group(c: &mut Criterion) {
     let Some(redis) = support::RedisServer::start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let store = rt
         .block_on(tower_bearer::rate_limit::RedisStore::connect(&redis.url()))
         .unwrap();
-    let quota = Quota::per(Duration::from_secs(1), 1_000_000_000);
+    let quota = unlimited();
     let mut group = c.benchmark_group("redis");
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("decision_round_trip", |b| {
@@ -217,5 +344,11 @@ fn redis_group(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, layer_group, limiter_group, redis_group);
+criterion_group!(
+    benches,
+    router_group,
+    decode_group,
+    limiter_group,
+    redis_group
+);
 criterion_main!(benches);

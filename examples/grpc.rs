@@ -78,6 +78,13 @@ fn main() -> ExitCode {
 
 async fn run(opts: common::Options) -> Result<(), String> {
     let (jwt, dev) = common::authenticator(&opts).await?;
+    // With `--require-dpop`, every call needs a DPoP-bound token and a proof whose `htm` is
+    // POST and whose `htu` is `http://HOST/package.Service/Method`.
+    let mut bearer =
+        BearerAuthLayer::from_arc(common::with_opaque_tokens(&opts, jwt)?).realm(REALM);
+    if let Some(constraints) = common::sender_constraints(&opts).await? {
+        bearer = bearer.sender_constraints(constraints);
+    }
     // `Check` and `Watch` need the scope; any other method only a valid token. The guard sits
     // inside the bearer layer, which puts the `Principal` in the request extensions, and
     // answers in its realm.
@@ -111,7 +118,7 @@ async fn run(opts: common::Options) -> Result<(), String> {
     };
     let (_reporter, health) = tonic_health::server::health_reporter();
     let server = Server::builder()
-        .layer(BearerAuthLayer::from_arc(common::with_opaque_tokens(&opts, jwt)?).realm(REALM))
+        .layer(bearer)
         .layer(guard)
         .layer(limit)
         .add_service(health);

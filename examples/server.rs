@@ -36,6 +36,11 @@
 //!                     N requests at once, then one per D/N; 429 with Retry-After beyond it
 //! --redis-url URL     keep rate-limit and revocation state in Redis, shared by every
 //!                     instance using it (Redis unreachable: 503)
+//! --require-dpop      every protected route needs DPoP-bound tokens (RFC 9449): `cnf.jkt`
+//!                     in the token, and `Authorization: DPoP <token>` with a proof signed
+//!                     by that key in the `DPoP` header. Dev mode then prints DPoP-bound
+//!                     tokens, the demo client's key, and requests signed with
+//!                     `cargo run --example dpop_client`
 //! --help              this help
 //! ```
 //!
@@ -48,6 +53,7 @@
 //! |---|---|
 //! | `GET /health` | nothing |
 //! | `GET /me` | any valid token |
+//! | `GET /ping` | any valid token; the same answer as `/health` (load tests compare the two) |
 //! | `GET /items` | scope `items:read` |
 //! | `POST /items` (`{"name": "..."}`) | scope `items:write` |
 //! | `DELETE /items/{id}` | scopes `items:write` and `admin` |
@@ -306,6 +312,80 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
     out
 }
 
+/// Dev mode with `--require-dpop`: tokens bound to the demo client's key, the key itself
+/// (so `dpop_client` can sign proofs with it), and `curl` lines that make proofs on the fly.
+fn dpop_banner(dev: &DevMode, addr: SocketAddr) -> String {
+    use base64::Engine as _;
+    let key = &dev.client_key;
+    let mint = |sub: &str, scope: &str| {
+        dev.mint(dev.claims(sub, scope).client_id("dev-cli").dpop_bound(key))
+    };
+    let reader = mint("reader", "items:read");
+    let admin = mint("admin", "items:read items:write admin");
+    let plain = dev.mint(dev.claims("plain", "items:read").client_id("dev-cli"));
+    let pkcs8 = key
+        .to_pkcs8()
+        .map(|der| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(der))
+        .unwrap_or_default();
+
+    let url = |path: &str| format!("http://{addr}{path}");
+    let status = "curl -s -o /dev/null -w '%{http_code}\\n'";
+    let dpop_curl = |method: &str, var: &str, path: &str, expect: u16| {
+        let method_flag = if method == "GET" {
+            String::new()
+        } else {
+            format!(" -X {method}")
+        };
+        format!(
+            "{status}{method_flag} -H \"Authorization: DPoP ${var}\" \
+             -H \"DPoP: $(cargo run -q --example dpop_client -- --key $DPOP_KEY --token ${var} {method} {u})\" \
+             {u}   # expect {expect}\n",
+            u = url(path)
+        )
+    };
+
+    let mut out = String::new();
+    out.push_str(&dev.summary());
+    out.push_str(
+        "\n\nDPoP required (--require-dpop): tokens are bound (cnf.jkt) to the demo client's\n",
+    );
+    out.push_str(&format!(
+        "ES256 key, thumbprint {}; each request needs a fresh proof signed by it.\n\n",
+        key.thumbprint()
+    ));
+    out.push_str(&format!(
+        "# the client's private key (PKCS#8, base64url)\nDPOP_KEY={pkcs8}\n"
+    ));
+    out.push_str(&format!(
+        "# scope \"items:read\", DPoP-bound\nREADER_TOKEN={reader}\n"
+    ));
+    out.push_str(&format!(
+        "# scope \"items:read items:write admin\", DPoP-bound\nADMIN_TOKEN={admin}\n"
+    ));
+    out.push_str(&format!(
+        "# scope \"items:read\", a plain bearer token\nPLAIN_TOKEN={plain}\n"
+    ));
+    out.push_str("\n# try it (paste the variables above first):\n");
+    out.push_str(&format!("{status} {}   # expect 200\n", url("/health")));
+    out.push_str(&format!(
+        "{status} -H \"Authorization: Bearer $PLAIN_TOKEN\" {}   # expect 401 (not sender-constrained)\n",
+        url("/items")
+    ));
+    out.push_str(&format!(
+        "{status} -H \"Authorization: Bearer $READER_TOKEN\" {}   # expect 401 (DPoP-bound token sent as Bearer)\n",
+        url("/items")
+    ));
+    out.push_str(&format!(
+        "{status} -H \"Authorization: DPoP $READER_TOKEN\" {}   # expect 401 (no proof)\n",
+        url("/items")
+    ));
+    out.push_str(&dpop_curl("GET", "READER_TOKEN", "/items", 200));
+    out.push_str(&dpop_curl("DELETE", "READER_TOKEN", "/items/1", 403));
+    out.push_str(&dpop_curl("DELETE", "ADMIN_TOKEN", "/items/1", 204));
+    out.push('\n');
+    out
+}
+
 /// The per-caller limit of dev mode when `--rate-limit` is not given: 5 at once, then one
 /// per 2 s.
 fn dev_rate_limit() -> Quota {
@@ -348,6 +428,8 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     // handlers, so a request lacking a scope never reaches a handler or has its body read.
     let mut protected = Router::new()
         .route("/me", get(me))
+        // The handler of `/health` behind the whole stack: the load test's protected route.
+        .route("/ping", get(health))
         .route(
             "/items",
             get(list_items)
@@ -364,7 +446,11 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     if let Some(limit) = common::rate_limit(&opts).await? {
         protected = protected.layer(limit);
     }
-    let protected = protected.layer(BearerAuthLayer::new(lifecycle).realm(REALM));
+    let mut bearer = BearerAuthLayer::new(lifecycle).realm(REALM);
+    if let Some(constraints) = common::sender_constraints(&opts).await? {
+        bearer = bearer.sender_constraints(constraints);
+    }
+    let protected = protected.layer(bearer);
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 
@@ -372,8 +458,14 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     let shutdown = common::shutdown_signal()?;
 
     let mut stdout = std::io::stdout().lock();
-    if let Some(dev) = &dev {
-        let _ = stdout.write_all(dev_banner(dev, addr).as_bytes());
+    match &dev {
+        Some(dev) if opts.require_dpop => {
+            let _ = stdout.write_all(dpop_banner(dev, addr).as_bytes());
+        }
+        Some(dev) => {
+            let _ = stdout.write_all(dev_banner(dev, addr).as_bytes());
+        }
+        None => {}
     }
     let _ = writeln!(stdout, "listening on http://{addr}");
     let _ = stdout.flush();

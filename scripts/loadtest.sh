@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Load test of the reference server on 127.0.0.1 with wrk: the bare route (/health) against
-# a protected route (/me) with a reused token, in memory and with Redis. Bounded: each run
-# lasts DURATION seconds (default 10), 2 threads, 64 connections, loopback only; every
-# process started here is stopped on exit.
+# the same handler behind the whole stack (/ping) and against /me, with a reused token, in
+# memory and with Redis. Bounded: each run lasts DURATION seconds (default 10), 2 threads,
+# 64 connections, loopback only; every process started here is stopped on exit.
 #
 # Usage: scripts/loadtest.sh [DURATION]
 set -euo pipefail
@@ -51,18 +51,28 @@ run_wrk() {
 }
 
 report() {
-  local label=$1 bare=$2 prot=$3
+  local label=$1 path=$2 bare=$3 prot=$4
   read -r b_rps b_p99 _ <<<"$bare"
   read -r p_rps p_p99 p_err <<<"$prot"
   local ratio; ratio=$(python3 -c "print(f'{$p_rps / $b_rps:.2f}')")
-  printf '%-8s bare /health: %10s req/s, p99 %8s | protected /me: %10s req/s, p99 %8s, non-2xx %s | ratio %s\n' \
-    "$label" "$b_rps" "$b_p99" "$p_rps" "$p_p99" "$p_err" "$ratio"
+  printf '%-8s bare /health: %10s req/s, p99 %8s | protected %-5s %10s req/s, p99 %8s, non-2xx %s | ratio %s\n' \
+    "$label" "$b_rps" "$b_p99" "$path:" "$p_rps" "$p_p99" "$p_err" "$ratio"
+}
+
+# /ping runs the handler of /health behind the whole stack (auth, lifecycle, rate limit), so
+# its ratio to /health is the cost of the layers; /me adds a handler that builds JSON from the
+# principal.
+measure() {
+  local label=$1
+  local bare; bare=$(run_wrk "http://$ADDR/health")
+  local ping; ping=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/ping")
+  local me; me=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/me")
+  report "$label" /ping "$bare" "$ping"
+  report "$label" /me "$bare" "$me"
 }
 
 start_server
-bare=$(run_wrk "http://$ADDR/health")
-prot=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/me")
-report memory "$bare" "$prot"
+measure memory
 cleanup; pids=()
 
 if command -v redis-server >/dev/null 2>&1; then
@@ -71,9 +81,7 @@ if command -v redis-server >/dev/null 2>&1; then
   pids+=($!)
   sleep 0.5
   start_server --redis-url "redis://127.0.0.1:$port"
-  bare=$(run_wrk "http://$ADDR/health")
-  prot=$(run_wrk -H "Authorization: Bearer $TOKEN" "http://$ADDR/me")
-  report redis "$bare" "$prot"
+  measure redis
 else
   echo "redis-server not found: skipping the Redis run"
 fi

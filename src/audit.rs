@@ -17,6 +17,9 @@
 //! The raw token and its signature are never part of an event: the only form of a token the
 //! crate ever logs is its [`TokenFingerprint`](crate::principal::TokenFingerprint).
 //!
+//! The same decisions feed the counters and the latency histogram of
+//! [`metrics`] (feature `metrics`), labelled by outcome and reason only.
+//!
 //! ```
 //! // Route audit events to their own output with a target filter, e.g.
 //! // RUST_LOG=tower_bearer::audit=debug
@@ -25,6 +28,7 @@
 
 use std::time::Duration;
 
+use crate::metrics;
 use crate::principal::Principal;
 use crate::reject::{AuthError, ErrorClass};
 
@@ -35,7 +39,9 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// A request the bearer layer let through.
 pub(crate) fn allowed(principal: &Principal, latency: Duration) {
+    metrics::allowed(latency);
     tracing::debug!(
         target: "tower_bearer::audit",
         outcome = "allow",
@@ -49,10 +55,12 @@ pub(crate) fn allowed(principal: &Principal, latency: Duration) {
     );
 }
 
-/// An authenticated caller refused by a scope guard.
+/// A refusal by a layer behind the bearer layer (scope guard, extractor, rate limiter), with
+/// the caller it refused when there is one.
 pub(crate) fn denied(principal: Option<&Principal>, err: &AuthError, latency: Duration) {
+    metrics::refused(err);
     let Some(principal) = principal else {
-        return rejected(err, latency);
+        return rejection_event(err, latency);
     };
     tracing::info!(
         target: "tower_bearer::audit",
@@ -69,7 +77,14 @@ pub(crate) fn denied(principal: Option<&Principal>, err: &AuthError, latency: Du
     );
 }
 
+/// A request the bearer layer refused.
 pub(crate) fn rejected(err: &AuthError, latency: Duration) {
+    metrics::refused(err);
+    metrics::rejected_latency(latency);
+    rejection_event(err, latency);
+}
+
+fn rejection_event(err: &AuthError, latency: Duration) {
     let fingerprint = err.fingerprint().map(|f| f.to_string());
     macro_rules! event {
         ($level:ident) => {

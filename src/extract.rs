@@ -8,6 +8,10 @@
 //! across all enabled sources is an `invalid_request`, and so is any token longer than the cap
 //! (8 KiB by default), refused before any decoding.
 //!
+//! When the bearer layer is configured for DPoP ([`crate::dpop`]), `Authorization: DPoP
+//! <token>` (RFC 9449 §7.1) is read as well, with the same rules; the token then reports
+//! [`AuthScheme::Dpop`]. Without DPoP configured, that scheme is just another scheme.
+//!
 //! ```
 //! use http::Request;
 //! use tower_bearer::extract::Extractor;
@@ -19,7 +23,10 @@
 //!     .unwrap();
 //! let token = extractor.extract(&req).unwrap().unwrap();
 //! assert_eq!(token.as_str(), "abc.def.ghi");
-//! assert_eq!(format!("{token:?}"), "BearerToken { source: Authorization, len: 11 }");
+//! assert_eq!(
+//!     format!("{token:?}"),
+//!     "BearerToken { source: Authorization, len: 11, scheme: Bearer }"
+//! );
 //! ```
 
 use std::fmt;
@@ -46,12 +53,24 @@ pub enum TokenSource {
     Query,
 }
 
+/// The authentication scheme a token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum AuthScheme {
+    /// `Bearer` (RFC 6750), or a source without a scheme (cookie, custom header, query).
+    #[default]
+    Bearer,
+    /// `Authorization: DPoP …` (RFC 9449): the token must come with a DPoP proof.
+    Dpop,
+}
+
 /// A bearer token as received. Its `Debug` output never shows the token, and it has no
 /// `Display`: read it with [`BearerToken::as_str`] only where it is needed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BearerToken {
     value: Box<str>,
     source: TokenSource,
+    scheme: AuthScheme,
 }
 
 impl BearerToken {
@@ -60,7 +79,20 @@ impl BearerToken {
         Self {
             value: value.into(),
             source,
+            scheme: AuthScheme::Bearer,
         }
+    }
+
+    /// The same token, received with `scheme`.
+    #[must_use]
+    pub fn with_scheme(mut self, scheme: AuthScheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// The scheme the token came with.
+    pub fn scheme(&self) -> AuthScheme {
+        self.scheme
     }
 
     /// The token text.
@@ -79,6 +111,7 @@ impl fmt::Debug for BearerToken {
         f.debug_struct("BearerToken")
             .field("source", &self.source)
             .field("len", &self.value.len())
+            .field("scheme", &self.scheme)
             .finish()
     }
 }
@@ -138,9 +171,28 @@ impl Extractor {
         self
     }
 
+    /// The credential cookie, when configured.
+    pub(crate) fn cookie_name(&self) -> Option<&str> {
+        self.cookie.as_deref()
+    }
+
+    /// The custom credential header, when configured.
+    pub(crate) fn header_name(&self) -> Option<&HeaderName> {
+        self.header.as_ref()
+    }
+
     /// Finds the credential: `Ok(None)` when there is none (or only another scheme),
     /// an `invalid_request` error when it is malformed, too large, or not alone.
     pub fn extract<B>(&self, req: &Request<B>) -> Result<Option<BearerToken>, AuthError> {
+        self.extract_with(req, false)
+    }
+
+    /// [`Extractor::extract`], also reading `Authorization: DPoP …` when `dpop` is on.
+    pub(crate) fn extract_with<B>(
+        &self,
+        req: &Request<B>,
+        dpop: bool,
+    ) -> Result<Option<BearerToken>, AuthError> {
         let mut found: Option<BearerToken> = None;
         let mut put = |token: BearerToken| -> Result<(), AuthError> {
             if found.is_some() {
@@ -155,8 +207,8 @@ impl Extractor {
             if authz.next().is_some() {
                 return Err(AuthErrorKind::MultipleCredentials.into());
             }
-            if let Some(token) = self.parse_authorization(value.as_bytes())? {
-                put(BearerToken::new(token, TokenSource::Authorization))?;
+            if let Some((token, scheme)) = self.parse_authorization(value.as_bytes(), dpop)? {
+                put(BearerToken::new(token, TokenSource::Authorization).with_scheme(scheme))?;
             }
         }
 
@@ -212,17 +264,25 @@ impl Extractor {
     }
 
     /// Parses one `Authorization` value: `Ok(None)` for another scheme.
-    fn parse_authorization(&self, value: &[u8]) -> Result<Option<String>, AuthError> {
+    fn parse_authorization(
+        &self,
+        value: &[u8],
+        dpop: bool,
+    ) -> Result<Option<(String, AuthScheme)>, AuthError> {
         let value = trim_ows(value);
         let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
             Some(i) => (&value[..i], &value[i..]),
             None => (value, &value[value.len()..]),
         };
-        if !scheme.eq_ignore_ascii_case(b"bearer") {
+        let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+            AuthScheme::Bearer
+        } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
+            AuthScheme::Dpop
+        } else {
             return Ok(None);
-        }
+        };
         let token = trim_ows(rest);
-        self.check_token(token).map(Some)
+        self.check_token(token).map(|t| Some((t, scheme)))
     }
 
     fn check_token(&self, token: &[u8]) -> Result<String, AuthError> {
@@ -249,17 +309,56 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub(crate) fn is_b64token(token: &[u8]) -> bool {
-    let body_len = token.iter().position(|b| *b == b'=').unwrap_or(token.len());
-    body_len > 0
-        && token[..body_len].iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
-        && token[body_len..].iter().all(|b| *b == b'=')
+    // The body, then `=` padding: strip the padding from the end, then every byte left must
+    // be a body character (so an `=` inside the body fails too).
+    let padding = token.iter().rev().take_while(|b| **b == b'=').count();
+    let body = &token[..token.len() - padding];
+    // An OR-reduction without branches compiles to SIMD: this runs on every request.
+    !body.is_empty()
+        && body
+            .iter()
+            .fold(0u8, |bad, &b| bad | u8::from(!is_b64token_char(b)))
+            == 0
+}
+
+/// `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`, without branches.
+#[inline]
+fn is_b64token_char(b: u8) -> bool {
+    // `b | 0x20` folds A-Z onto a-z and maps no other byte into a-z.
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn b64token_charset_is_exactly_rfc6750() {
+        for b in 0..=u8::MAX {
+            let expected =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_b64token_char(b), expected, "byte {b:#04x}");
+        }
+        for (token, ok) in [
+            (&b"abc"[..], true),
+            (b"a+/b-._~9==", true),
+            (b"abc=", true),
+            (b"ab=c", false),
+            (b"ab==c=", false),
+            (b"==", false),
+            (b"", false),
+            (b"ab c", false),
+        ] {
+            assert_eq!(is_b64token(token), ok, "{token:?}");
+        }
+    }
 
     fn req(headers: &[(&str, &str)], uri: &str) -> Request<()> {
         let mut b = Request::builder().uri(uri);
@@ -389,6 +488,30 @@ mod tests {
         assert_eq!((t.as_str(), t.source()), ("k1", TokenSource::Header));
         assert_eq!(
             kind(e.extract(&req(&[("cookie", "tok=a b")], "/"))),
+            AuthErrorKind::MalformedCredentials
+        );
+    }
+
+    #[test]
+    fn dpop_scheme_only_when_enabled() {
+        let e = Extractor::new();
+        let r = req(&[("authorization", "DPoP abc")], "/");
+        assert!(e.extract(&r).unwrap().is_none());
+        assert!(e.extract_with(&r, false).unwrap().is_none());
+        let t = e.extract_with(&r, true).unwrap().unwrap();
+        assert_eq!((t.as_str(), t.scheme()), ("abc", AuthScheme::Dpop));
+        let t = e
+            .extract_with(&req(&[("authorization", "dpop   abc")], "/"), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.scheme(), AuthScheme::Dpop);
+        let t = e
+            .extract_with(&req(&[("authorization", "Bearer abc")], "/"), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.scheme(), AuthScheme::Bearer);
+        assert_eq!(
+            kind(e.extract_with(&req(&[("authorization", "DPoP a b")], "/"), true)),
             AuthErrorKind::MalformedCredentials
         );
     }

@@ -513,6 +513,7 @@ impl Inner {
         let c = &self.config;
         match result {
             Ok((set, cache_control)) => {
+                crate::metrics::key_refresh(true);
                 tracing::debug!(target: "tower_bearer::keys", url = %self.url, keys = set.len(), "JWKS refreshed");
                 self.current.store(Some(Arc::new(set)));
                 let wanted = cache_control
@@ -527,6 +528,7 @@ impl Inner {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::key_refresh(false);
                 let n = {
                     let mut st = self.lock();
                     st.consecutive_failures = st.consecutive_failures.saturating_add(1);

@@ -25,8 +25,11 @@
 //!
 //! Modules: [`extract`] (finding the credential), [`validate`] (authenticators, JWT),
 //! [`keys`], [`principal`], [`reject`] (errors and their rendering), [`audit`], [`clock`],
-//! [`auth`] (the middleware), [`scope`] (authorization), [`rate_limit`], [`lifecycle`]
-//! (revocation, idle tokens, maximum age), and with features: `jwks` (remote keys, OIDC
+//! [`auth`] (the middleware), [`network`] (HTTPS-only, trusted proxies, IP allowlists),
+//! [`scope`] (authorization), [`rate_limit`], [`lifecycle`]
+//! (revocation, idle tokens, maximum age), [`sender`] (sender-constrained tokens: [`dpop`]
+//! proofs, RFC 9449, and [`mtls`] certificate-bound tokens, RFC 8705), [`metrics`] (names of the counters recorded with
+//! feature `metrics`), and with features: `jwks` (remote keys, OIDC
 //! discovery), `introspection` (RFC 7662 opaque tokens), `axum`, `tonic`, `testing`.
 
 #![forbid(unsafe_code)]
@@ -38,16 +41,21 @@ pub mod body;
 pub mod cache;
 mod claims;
 pub mod clock;
+pub mod dpop;
 pub mod error;
 pub mod extract;
 mod json;
 pub mod keys;
 pub mod lifecycle;
 mod maybe_ready;
+pub mod metrics;
+pub mod mtls;
+pub mod network;
 pub mod principal;
 pub mod rate_limit;
 pub mod reject;
 pub mod scope;
+pub mod sender;
 pub mod validate;
 
 #[cfg(feature = "axum")]

@@ -93,6 +93,29 @@ pub enum AuthErrorKind {
     RateLimited,
     /// A dependency (key endpoint, introspection, store) is unavailable (503).
     Unavailable,
+    /// The request did not arrive over HTTPS and the layer requires it (400
+    /// `invalid_request`); see [`TransportPolicy`](crate::network::TransportPolicy).
+    InsecureTransport,
+    /// A trusted proxy sent a `Forwarded` / `X-Forwarded-*` header that cannot be read (400
+    /// `invalid_request`).
+    InvalidForwarded,
+    /// The client address is outside the ranges allowed for this caller (403, no challenge;
+    /// gRPC PERMISSION_DENIED); see [`IpAllowlistLayer`](crate::network::IpAllowlistLayer).
+    AddressNotAllowed,
+    /// The DPoP proof (RFC 9449) is missing, malformed, badly signed, for another request, too
+    /// old, replayed, or its `ath` is not the hash of the token (401,
+    /// `error="invalid_dpop_proof"`, `WWW-Authenticate: DPoP`).
+    InvalidDpopProof,
+    /// The DPoP proof lacks a valid server nonce: retry with the one in the `DPoP-Nonce` header
+    /// (401, `error="use_dpop_nonce"`, RFC 9449 §9).
+    UseDpopNonce,
+    /// The token is bound to a key (`cnf.jkt`) or a certificate (`cnf.x5t#S256`) the request
+    /// did not prove possession of, or a DPoP-bound token came with the `Bearer` scheme (401
+    /// `invalid_token`).
+    KeyBindingMismatch,
+    /// The route needs a sender-constrained token (DPoP or mTLS-bound), and a plain bearer
+    /// token came; or it takes plain bearer tokens only (401 `invalid_token`).
+    SenderConstraintRequired,
 }
 
 /// The class of a rejection on the wire.
@@ -111,6 +134,9 @@ pub enum ErrorClass {
     RateLimited,
     /// Service unavailable: 503.
     Unavailable,
+    /// Refused for a reason another token would not fix (client address not allowed): 403
+    /// without a challenge, `access_denied` in the body, gRPC PERMISSION_DENIED.
+    Forbidden,
 }
 
 impl AuthErrorKind {
@@ -119,13 +145,24 @@ impl AuthErrorKind {
         use AuthErrorKind::*;
         match self {
             MissingCredentials => ErrorClass::Unauthenticated,
-            MultipleCredentials | MalformedCredentials | TokenTooLarge => {
-                ErrorClass::InvalidRequest
-            }
+            MultipleCredentials | MalformedCredentials | TokenTooLarge | InsecureTransport
+            | InvalidForwarded => ErrorClass::InvalidRequest,
+            AddressNotAllowed => ErrorClass::Forbidden,
             InsufficientScope => ErrorClass::InsufficientScope,
             RateLimited => ErrorClass::RateLimited,
             Unavailable => ErrorClass::Unavailable,
             _ => ErrorClass::InvalidToken,
+        }
+    }
+
+    /// The `error` code sent in the challenge: the class's RFC 6750 code, except for the DPoP
+    /// kinds, which have their own (RFC 9449 §7.1, §9): `invalid_dpop_proof`,
+    /// `use_dpop_nonce`.
+    pub fn error_code(self) -> Option<&'static str> {
+        match self {
+            AuthErrorKind::InvalidDpopProof => Some("invalid_dpop_proof"),
+            AuthErrorKind::UseDpopNonce => Some("use_dpop_nonce"),
+            _ => self.class().error_code(),
         }
     }
 
@@ -157,6 +194,13 @@ impl AuthErrorKind {
             InsufficientScope => "insufficient_scope",
             RateLimited => "rate_limited",
             Unavailable => "unavailable",
+            InsecureTransport => "insecure_transport",
+            InvalidForwarded => "invalid_forwarded",
+            AddressNotAllowed => "address_not_allowed",
+            InvalidDpopProof => "invalid_dpop_proof",
+            UseDpopNonce => "use_dpop_nonce",
+            KeyBindingMismatch => "key_binding_mismatch",
+            SenderConstraintRequired => "sender_constraint_required",
         }
     }
 
@@ -187,6 +231,13 @@ impl AuthErrorKind {
             InsufficientScope => "insufficient scope",
             RateLimited => "rate limit exceeded",
             Unavailable => "authentication temporarily unavailable",
+            InsecureTransport => "https required",
+            InvalidForwarded => "malformed forwarding header",
+            AddressNotAllowed => "client address not allowed",
+            InvalidDpopProof => "invalid DPoP proof",
+            UseDpopNonce => "DPoP nonce required",
+            KeyBindingMismatch => "token not bound to the presented key",
+            SenderConstraintRequired => "sender-constrained token required",
         }
     }
 }
@@ -197,7 +248,7 @@ impl ErrorClass {
         match self {
             ErrorClass::Unauthenticated | ErrorClass::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorClass::InvalidRequest => StatusCode::BAD_REQUEST,
-            ErrorClass::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorClass::InsufficientScope | ErrorClass::Forbidden => StatusCode::FORBIDDEN,
             ErrorClass::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -219,7 +270,7 @@ impl ErrorClass {
             ErrorClass::Unauthenticated | ErrorClass::InvalidRequest | ErrorClass::InvalidToken => {
                 16
             }
-            ErrorClass::InsufficientScope => 7,
+            ErrorClass::InsufficientScope | ErrorClass::Forbidden => 7,
             ErrorClass::RateLimited => 8,
             ErrorClass::Unavailable => 14,
         }
@@ -235,6 +286,8 @@ pub struct AuthError {
     retry_after: Option<Duration>,
     fingerprint: Option<TokenFingerprint>,
     kid: Option<Box<str>>,
+    dpop: bool,
+    dpop_nonce: Option<Arc<str>>,
 }
 
 impl AuthError {
@@ -247,6 +300,8 @@ impl AuthError {
             retry_after: None,
             fingerprint: None,
             kid: None,
+            dpop: false,
+            dpop_nonce: None,
         }
     }
 
@@ -264,6 +319,32 @@ impl AuthError {
     pub fn with_kid(mut self, kid: &str) -> Self {
         self.kid = Some(kid.into());
         self
+    }
+
+    /// Marks the error as one of the `DPoP` authentication scheme (RFC 9449 §7.1): the
+    /// challenge is then `WWW-Authenticate: DPoP …` instead of `Bearer …`.
+    #[must_use]
+    pub fn with_dpop_challenge(mut self) -> Self {
+        self.dpop = true;
+        self
+    }
+
+    /// Whether the challenge uses the `DPoP` scheme.
+    pub fn is_dpop_challenge(&self) -> bool {
+        self.dpop
+    }
+
+    /// Attaches a server nonce, sent in the `DPoP-Nonce` response header (RFC 9449 §9).
+    /// Nonces are opaque server values, never token material.
+    #[must_use]
+    pub fn with_dpop_nonce(mut self, nonce: impl Into<Arc<str>>) -> Self {
+        self.dpop_nonce = Some(nonce.into());
+        self
+    }
+
+    /// The server nonce sent with this rejection, if any.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.dpop_nonce.as_deref()
     }
 
     /// The fingerprint of the refused token, when it was far enough parsed to have one.
@@ -364,6 +445,9 @@ impl fmt::Debug for AuthError {
         if let Some(kid) = &self.kid {
             d.field("kid", kid);
         }
+        if self.dpop {
+            d.field("dpop", &true);
+        }
         d.finish()
     }
 }
@@ -421,6 +505,8 @@ type BodyFn = dyn Fn(&AuthError) -> RejectionBody + Send + Sync;
 pub struct Renderer {
     realm: Arc<str>,
     body: Option<Arc<BodyFn>>,
+    /// The `algs` of `DPoP` challenges, when the layer accepts DPoP (RFC 9449 §7.1).
+    dpop_algs: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Renderer {
@@ -428,6 +514,7 @@ impl fmt::Debug for Renderer {
         f.debug_struct("Renderer")
             .field("realm", &self.realm)
             .field("custom_body", &self.body.is_some())
+            .field("dpop_algs", &self.dpop_algs)
             .finish()
     }
 }
@@ -450,6 +537,7 @@ impl Renderer {
         Self {
             realm: Arc::from(realm.into()),
             body: None,
+            dpop_algs: None,
         }
     }
 
@@ -476,10 +564,25 @@ impl Renderer {
         self
     }
 
-    /// The `WWW-Authenticate` value for `err` (RFC 6750 §3).
+    /// Names the algorithms of the `algs` parameter of `DPoP` challenges (space-separated);
+    /// set by the bearer layer when it accepts DPoP proofs.
+    #[must_use]
+    pub(crate) fn with_dpop_algs(mut self, algs: Option<Arc<str>>) -> Self {
+        self.dpop_algs = algs;
+        self
+    }
+
+    /// Whether the layer that set this renderer accepts DPoP proofs.
+    pub(crate) fn offers_dpop(&self) -> bool {
+        self.dpop_algs.is_some()
+    }
+
+    /// The `WWW-Authenticate` value for `err`: RFC 6750 §3 (`Bearer …`), or RFC 9449 §7.1
+    /// (`DPoP …`, with `algs` when the layer accepts DPoP) for an error of the DPoP scheme.
     pub fn challenge(&self, err: &AuthError) -> String {
-        let mut out = format!("Bearer realm={}", quote(&self.realm));
-        if let Some(code) = err.class().error_code() {
+        let scheme = if err.dpop { "DPoP" } else { "Bearer" };
+        let mut out = format!("{scheme} realm={}", quote(&self.realm));
+        if let Some(code) = err.kind().error_code() {
             out.push_str(", error=\"");
             out.push_str(code);
             out.push('"');
@@ -494,7 +597,26 @@ impl Renderer {
             out.push_str(scope);
             out.push('"');
         }
+        if err.dpop {
+            self.push_algs(&mut out);
+        }
         out
+    }
+
+    /// A bare `DPoP realm="…", algs="…"` challenge, offered beside the `Bearer` one when a
+    /// request carries no credentials and the layer accepts DPoP.
+    fn bare_dpop_challenge(&self) -> Option<String> {
+        self.dpop_algs.as_ref()?;
+        let mut out = format!("DPoP realm={}", quote(&self.realm));
+        self.push_algs(&mut out);
+        Some(out)
+    }
+
+    fn push_algs(&self, out: &mut String) {
+        if let Some(algs) = &self.dpop_algs {
+            out.push_str(", algs=");
+            out.push_str(&quote(algs));
+        }
     }
 
     /// Whether `req` is a gRPC call (`content-type: application/grpc` or `application/grpc+…`).
@@ -545,7 +667,15 @@ impl Renderer {
         ) && let Ok(v) = HeaderValue::try_from(self.challenge(&err))
         {
             headers.insert(WWW_AUTHENTICATE, v);
+            if class == ErrorClass::Unauthenticated
+                && !err.dpop
+                && let Some(dpop) = self.bare_dpop_challenge()
+                && let Ok(v) = HeaderValue::try_from(dpop)
+            {
+                headers.append(WWW_AUTHENTICATE, v);
+            }
         }
+        insert_dpop_nonce(headers, &err);
         if let Some(retry) = err.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(retry)));
         }
@@ -565,6 +695,7 @@ impl Renderer {
         if let Ok(v) = HeaderValue::try_from(encoded) {
             headers.insert(GRPC_MESSAGE, v);
         }
+        insert_dpop_nonce(headers, &err);
         if let Some(retry) = err.retry_after {
             headers.insert(
                 HeaderName::from_static("retry-after"),
@@ -576,6 +707,17 @@ impl Renderer {
     }
 }
 
+/// The `DPoP-Nonce` response header (RFC 9449 §8).
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+fn insert_dpop_nonce(headers: &mut http::HeaderMap, err: &AuthError) {
+    if let Some(nonce) = &err.dpop_nonce
+        && let Ok(v) = HeaderValue::try_from(&**nonce)
+    {
+        headers.insert(DPOP_NONCE, v);
+    }
+}
+
 /// Whole seconds, rounded up, at least 1 for any non-zero delay.
 pub(crate) fn retry_after_secs(d: Duration) -> u64 {
     let secs = d.as_secs();
@@ -583,9 +725,10 @@ pub(crate) fn retry_after_secs(d: Duration) -> u64 {
 }
 
 fn default_body(err: &AuthError) -> Bytes {
-    let code = err.class().error_code().unwrap_or(match err.class() {
+    let code = err.kind().error_code().unwrap_or(match err.class() {
         ErrorClass::RateLimited => "rate_limited",
         ErrorClass::Unavailable => "temporarily_unavailable",
+        ErrorClass::Forbidden => "access_denied",
         _ => "unauthorized",
     });
     // `description` is sanitized printable ASCII without `"` or `\`, so it needs no escaping.

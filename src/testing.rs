@@ -338,3 +338,200 @@ impl From<&Claims> for Value {
         Value::Object(c.0.clone())
     }
 }
+
+/// A client's DPoP key (RFC 9449) for tests: generated at run time; signs proofs with
+/// [`DpopKey::proof`]. Bind tokens to it with [`Claims::dpop_bound`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::testing::{DpopKey, TestIssuer, claims};
+///
+/// let key = DpopKey::ed25519();
+/// let token = TestIssuer::es256().mint(claims("alice", "", Duration::from_secs(60)).dpop_bound(&key));
+/// let proof = key.proof("POST", "https://api.example/orders").access_token(&token).sign();
+/// assert_eq!(proof.split('.').count(), 3);
+/// ```
+#[derive(Debug)]
+pub struct DpopKey {
+    key: TestIssuer,
+}
+
+impl DpopKey {
+    /// A new key for `alg` (an asymmetric algorithm: ES256, ES384, EdDSA, RS*/PS*).
+    pub fn new(alg: Algorithm) -> Self {
+        Self {
+            key: TestIssuer::new(alg),
+        }
+    }
+
+    /// An ES256 (P-256) key.
+    pub fn es256() -> Self {
+        Self::new(Algorithm::ES256)
+    }
+
+    /// An EdDSA (Ed25519) key.
+    pub fn ed25519() -> Self {
+        Self::new(Algorithm::EdDSA)
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.key.algorithm()
+    }
+
+    /// The private key as PKCS#8 DER (ES256, ES384 and EdDSA keys), to hand a dev-mode
+    /// client the key its tokens are bound to.
+    pub fn to_pkcs8(&self) -> Option<Vec<u8>> {
+        match &self.key.signer {
+            Signer::Ec(k) => k.to_pkcs8v1().ok().map(|d| d.as_ref().to_vec()),
+            Signer::Ed(k) => k.to_pkcs8().ok().map(|d| d.as_ref().to_vec()),
+            _ => None,
+        }
+    }
+
+    /// A key read from PKCS#8 DER: P-256 (ES256), P-384 (ES384) or Ed25519 (EdDSA).
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, crate::ConfigError> {
+        let (alg, signer) = if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+        {
+            (Algorithm::ES256, Signer::Ec(k))
+        } else if let Ok(k) =
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P384_SHA384_FIXED_SIGNING, der)
+        {
+            (Algorithm::ES384, Signer::Ec(k))
+        } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+            (Algorithm::EdDSA, Signer::Ed(k))
+        } else {
+            return Err(crate::ConfigError::new(
+                "not a PKCS#8 P-256, P-384 or Ed25519 private key",
+            ));
+        };
+        Ok(Self {
+            key: TestIssuer {
+                alg,
+                kid: None,
+                signer,
+            },
+        })
+    }
+
+    /// The public key as a JWK with only its key members (`kty`, `crv`, `x`, `y` / `n`, `e`).
+    pub fn jwk(&self) -> Value {
+        let mut jwk = self.key.jwk();
+        if let Some(obj) = jwk.as_object_mut() {
+            for member in ["use", "alg", "kid"] {
+                obj.remove(member);
+            }
+        }
+        jwk
+    }
+
+    /// The RFC 7638 thumbprint, the `cnf.jkt` of tokens bound to this key.
+    pub fn thumbprint(&self) -> String {
+        crate::dpop::jwk_thumbprint(&self.jwk()).expect("generated keys have a thumbprint")
+    }
+
+    /// A proof for `method` and `url` (the `htu`), with `iat` now and a random `jti`; add
+    /// the access token's hash with [`DpopProof::access_token`].
+    pub fn proof(&self, method: &str, url: &str) -> DpopProof<'_> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).expect("random jti");
+        let mut header = Map::new();
+        header.insert("typ".into(), json!("dpop+jwt"));
+        header.insert("alg".into(), json!(alg_name(self.algorithm())));
+        header.insert("jwk".into(), self.jwk());
+        let mut claims = Map::new();
+        claims.insert("jti".into(), json!(b64(jti)));
+        claims.insert("htm".into(), json!(method));
+        claims.insert("htu".into(), json!(url));
+        claims.insert("iat".into(), json!(now));
+        DpopProof {
+            key: self,
+            header,
+            claims,
+        }
+    }
+}
+
+/// A DPoP proof being built by [`DpopKey::proof`]; every part can be changed, for tests of
+/// hostile proofs. [`DpopProof::sign`] signs it with the key whatever the header says.
+#[derive(Debug, Clone)]
+pub struct DpopProof<'a> {
+    key: &'a DpopKey,
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+}
+
+impl DpopProof<'_> {
+    /// Sets `ath`, the base64url SHA-256 of `token`.
+    #[must_use]
+    pub fn access_token(self, token: &str) -> Self {
+        let ath = crate::dpop::sha256_b64(token.as_bytes());
+        self.claim("ath", ath)
+    }
+
+    /// Sets the server nonce.
+    #[must_use]
+    pub fn nonce(self, nonce: &str) -> Self {
+        self.claim("nonce", nonce)
+    }
+
+    /// Sets `iat` (seconds since the epoch).
+    #[must_use]
+    pub fn iat(self, iat: u64) -> Self {
+        self.claim("iat", iat)
+    }
+
+    /// Sets `jti`.
+    #[must_use]
+    pub fn jti(self, jti: &str) -> Self {
+        self.claim("jti", jti)
+    }
+
+    /// Sets any claim.
+    #[must_use]
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.into(), value.into());
+        self
+    }
+
+    /// Removes a claim.
+    #[must_use]
+    pub fn remove_claim(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    /// Sets any header member (`typ`, `alg`, `jwk`…).
+    #[must_use]
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.header.insert(name.into(), value.into());
+        self
+    }
+
+    /// The signed compact JWS.
+    pub fn sign(&self) -> String {
+        self.key.key.mint_with_header(
+            &Value::Object(self.header.clone()),
+            &Value::Object(self.claims.clone()),
+        )
+    }
+}
+
+impl Claims {
+    /// Binds the token to a DPoP key: `cnf.jkt` (RFC 9449 §6).
+    #[must_use]
+    pub fn dpop_bound(self, key: &DpopKey) -> Self {
+        self.set("cnf", json!({"jkt": key.thumbprint()}))
+    }
+
+    /// Binds the token to a client certificate: `cnf.x5t#S256` of its DER (RFC 8705 §3.1).
+    #[must_use]
+    pub fn certificate_bound(self, der: &[u8]) -> Self {
+        self.set("cnf", json!({"x5t#S256": crate::dpop::sha256_b64(der)}))
+    }
+}

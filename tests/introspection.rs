@@ -294,6 +294,7 @@ async fn inactive_or_not_exactly_true_is_401_inactive() {
 
 #[tokio::test]
 async fn endpoint_failures_are_503_and_never_cached() {
+    let _serial = WARN_PATHS.lock().await;
     let ep = Endpoint::start().await;
     let i = builder(&ep).max_body_bytes(16 * 1024).build().unwrap();
     let l = layer(i.clone());
@@ -347,6 +348,7 @@ async fn a_hanging_endpoint_is_503_within_the_timeout() {
 
 #[tokio::test]
 async fn connection_refused_is_503() {
+    let _serial = WARN_PATHS.lock().await;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/introspect", listener.local_addr().unwrap());
     drop(listener);
@@ -693,6 +695,11 @@ impl std::io::Write for Logs {
     }
 }
 
+/// Serialises the tests that reach the endpoint-failure `WARN` events: while another test
+/// (without a subscriber) is registering those callsites, `tracing` can cache them as
+/// disabled for the log-capturing test too.
+static WARN_PATHS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn failures_are_logged_without_the_token_or_the_secret() {
     let logs = Logs::default();
@@ -702,6 +709,7 @@ async fn failures_are_logged_without_the_token_or_the_secret() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    let _serial = WARN_PATHS.lock().await;
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let ep = Endpoint::start().await;

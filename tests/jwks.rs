@@ -175,22 +175,31 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     let ep = Endpoint::start(&[&k1]).await;
     let remote = RemoteJwks::builder(ep.url())
         .client(reqwest::Client::new())
-        .refresh_cooldown(Duration::from_millis(700))
+        .refresh_cooldown(Duration::from_secs(3))
         .build()
         .await
         .unwrap();
     let l = layer(remote);
     let c = claims("mallory", "", Duration::from_secs(600)).aud("api");
+    // Minted before any timing matters: RS256 signing in a debug build is slow, and only the
+    // sends must fall inside (or after) the cooldown.
+    let forged: Vec<Vec<String>> = (0..3)
+        .map(|round| {
+            (0..1000)
+                .map(|i| {
+                    let header = json!({"alg": "RS256", "kid": format!("forged-{round}-{i}")});
+                    k1.mint_with_header(&header, &c.clone().into())
+                })
+                .collect()
+        })
+        .collect();
     let flood = |round: usize| {
         let l = l.clone();
-        let k1 = &k1;
-        let c = c.clone();
+        let tokens = &forged[round];
         async move {
-            let reqs = (0..1000).map(|i| {
-                let header = json!({"alg": "RS256", "kid": format!("forged-{round}-{i}")});
-                let t = k1.mint_with_header(&header, &c.clone().into());
+            let reqs = tokens.iter().map(|t| {
                 let l = l.clone();
-                async move { send(&l, bearer(&t)).await }
+                async move { send(&l, bearer(t)).await }
             });
             for out in futures_util::future::join_all(reqs).await {
                 out.assert_invalid_token("unknown signing key");
@@ -205,7 +214,7 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     );
     flood(1).await;
     assert_eq!(ep.fetches(), 2, "still inside the cooldown");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     flood(2).await;
     assert_eq!(ep.fetches(), 3, "one more after the cooldown");
     // Known keys were never blocked by any of it.

@@ -274,6 +274,22 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Repl
 
 /// [`http`] with a JSON body.
 fn http_body(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let mut headers = Vec::new();
+    if let Some(a) = &authorization {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http_with(addr, method, path, &headers, body)
+}
+
+/// One request with any headers (and a JSON body when `body` is not empty).
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: &str,
+) -> Reply {
     let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
     stream
         .set_read_timeout(Some(IO_TIMEOUT))
@@ -282,8 +298,8 @@ fn http_body(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, bo
         .set_write_timeout(Some(IO_TIMEOUT))
         .expect("write timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(token) = token {
-        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    for (name, value) in extra {
+        req.push_str(&format!("{name}: {value}\r\n"));
     }
     if !body.is_empty() {
         req.push_str("Content-Type: application/json\r\n");
@@ -1183,4 +1199,109 @@ fn opaque_tokens_through_introspection() {
     // The three flags go together.
     let (status, _) = run_to_exit(&["--introspection-url", &url]);
     assert_eq!(status.code(), Some(2));
+}
+
+// --- --require-dpop ----------------------------------------------------------------------------
+
+/// `--require-dpop` in dev mode: the printed tokens are DPoP-bound to the printed client key;
+/// requests with a fresh proof signed by it pass, plain bearer tokens, DPoP-bound tokens sent
+/// as `Bearer`, missing and replayed proofs do not.
+#[test]
+fn require_dpop_accepts_only_dpop_bound_tokens_with_proofs() {
+    use base64::Engine as _;
+    use tower_bearer::testing::DpopKey;
+
+    let server = Server::start(&["--bind", "127.0.0.1:0", "--require-dpop"]);
+    let var = |name: &str| -> String {
+        server
+            .stdout
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} not printed: {:#?}", server.stdout))
+            .to_owned()
+    };
+    let (reader, admin, plain) = (var("READER_TOKEN"), var("ADMIN_TOKEN"), var("PLAIN_TOKEN"));
+    let der = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(var("DPOP_KEY"))
+        .expect("DPOP_KEY is base64url");
+    let key = DpopKey::from_pkcs8(&der).expect("DPOP_KEY is a PKCS#8 key");
+    assert!(
+        server
+            .stdout
+            .iter()
+            .any(|l| l.contains("--example dpop_client") && l.contains("# expect 200")),
+        "the banner shows a DPoP request: {:#?}",
+        server.stdout
+    );
+
+    let addr = server.addr;
+    let url = |path: &str| format!("http://{addr}{path}");
+    let dpop = |method: &str, path: &str, token: &str, proof: &str| {
+        let auth = format!("DPoP {token}");
+        http_with(
+            addr,
+            method,
+            path,
+            &[("Authorization", &auth), ("DPoP", proof)],
+            "",
+        )
+    };
+
+    assert_eq!(http(addr, "GET", "/health", None).status, 200);
+    // A plain bearer token: sender-constrained tokens are required.
+    let r = http(addr, "GET", "/items", Some(&plain));
+    assert_eq!(r.status, 401, "{r:?}");
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.starts_with(r#"DPoP realm="tower-bearer", error="invalid_token""#)
+            && challenge.contains(r#"algs=""#),
+        "{challenge}"
+    );
+    // A DPoP-bound token sent as Bearer.
+    let r = http(addr, "GET", "/items", Some(&reader));
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains("DPoP-bound token presented as Bearer")
+    );
+    // DPoP scheme without a proof.
+    let auth = format!("DPoP {reader}");
+    let r = http_with(addr, "GET", "/items", &[("Authorization", &auth)], "");
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains(r#"error="invalid_dpop_proof""#)
+    );
+
+    // A fresh proof for the request: through (and scopes still apply).
+    let proof = key
+        .proof("GET", &url("/items"))
+        .access_token(&reader)
+        .sign();
+    let r = dpop("GET", "/items", &reader, &proof);
+    assert_eq!(r.status, 200, "{r:?}");
+    // The same proof again: a replay.
+    let r = dpop("GET", "/items", &reader, &proof);
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains("DPoP proof replayed")
+    );
+    // A proof for another URL.
+    let proof = key.proof("GET", &url("/me")).access_token(&reader).sign();
+    assert_eq!(dpop("GET", "/items", &reader, &proof).status, 401);
+    // Scopes: reader cannot delete, admin can.
+    let proof = key
+        .proof("DELETE", &url("/items/1"))
+        .access_token(&reader)
+        .sign();
+    assert_eq!(dpop("DELETE", "/items/1", &reader, &proof).status, 403);
+    let proof = key
+        .proof("DELETE", &url("/items/1"))
+        .access_token(&admin)
+        .sign();
+    assert_eq!(dpop("DELETE", "/items/1", &admin, &proof).status, 204);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -13,7 +13,34 @@ use super::layer::Shared;
 use crate::audit;
 use crate::body::AuthBody;
 use crate::reject::AuthError;
+use crate::sender::{Verification, Verified};
 use crate::validate::Authentication;
+
+/// Authentication under way: the authenticator alone, or with sender constraints.
+pub(crate) enum Pending {
+    Plain(Authentication),
+    Constrained(Verification),
+}
+
+impl Pending {
+    /// The outcome if already known, else `Err(self)`.
+    pub(crate) fn into_ready(self) -> Result<Result<Verified, AuthError>, Self> {
+        match self {
+            Pending::Plain(a) => a
+                .into_ready()
+                .map(|r| r.map(Verified::plain))
+                .map_err(Pending::Plain),
+            Pending::Constrained(v) => v.into_ready().map_err(Pending::Constrained),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Verified, AuthError>> {
+        match self {
+            Pending::Plain(a) => Pin::new(a).poll(cx).map(|r| r.map(Verified::plain)),
+            Pending::Constrained(v) => Pin::new(v).poll(cx),
+        }
+    }
+}
 
 pin_project! {
     /// Response future of [`BearerAuth`](super::BearerAuth).
@@ -33,7 +60,7 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Authenticating {
-            fut: Authentication,
+            fut: Pending,
             inner: Option<S>,
             req: Option<Request<ReqBody>>,
             shared: Arc<Shared>,
@@ -42,6 +69,7 @@ pin_project! {
         Calling {
             #[pin]
             fut: S::Future,
+            nonce: Option<HeaderValue>,
         },
         Rejected {
             error: Option<AuthError>,
@@ -55,14 +83,14 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn calling(fut: S::Future) -> Self {
+    pub(crate) fn calling(fut: S::Future, nonce: Option<HeaderValue>) -> Self {
         Self {
-            state: State::Calling { fut },
+            state: State::Calling { fut, nonce },
         }
     }
 
     pub(crate) fn authenticating(
-        fut: Authentication,
+        fut: Pending,
         inner: S,
         req: Request<ReqBody>,
         shared: Arc<Shared>,
@@ -123,17 +151,17 @@ where
                     shared,
                     start,
                 } => {
-                    let result = ready!(Pin::new(fut).poll(cx));
+                    let result = ready!(fut.poll(cx));
                     let (Some(mut inner), Some(mut req)) = (inner.take(), req.take()) else {
                         unreachable!("ResponseFuture polled after completion");
                     };
                     match result {
-                        Ok(principal) => {
-                            audit::allowed(&principal, start.elapsed());
-                            req.extensions_mut().insert(principal);
+                        Ok(verified) => {
+                            audit::allowed(&verified.principal, start.elapsed());
+                            let nonce = verified.apply(&mut req);
                             req.extensions_mut().insert(shared.renderer.clone());
                             let fut = inner.call(req);
-                            this.state.set(State::Calling { fut });
+                            this.state.set(State::Calling { fut, nonce });
                         }
                         Err(error) => {
                             audit::rejected(&error, start.elapsed());
@@ -147,8 +175,11 @@ where
                         }
                     }
                 }
-                StateProj::Calling { fut } => {
-                    let res = ready!(fut.poll(cx))?;
+                StateProj::Calling { fut, nonce } => {
+                    let mut res = ready!(fut.poll(cx))?;
+                    if let Some(nonce) = nonce.take() {
+                        res.headers_mut().insert(crate::reject::DPOP_NONCE, nonce);
+                    }
                     return Poll::Ready(Ok(res.map(AuthBody::new)));
                 }
                 StateProj::Rejected {

@@ -7,10 +7,12 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::ResponseFuture;
+use super::future::Pending;
 use super::layer::Shared;
 use crate::audit;
 use crate::body::AuthBody;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
+use crate::sender::SenderConstraints;
 
 /// The bearer-authentication service; see the [module docs](crate::auth).
 #[derive(Clone)]
@@ -63,20 +65,47 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let grpc = Renderer::is_grpc(&req);
-        let token = match self.shared.extractor.extract(&req) {
+        if let Some(policy) = &self.shared.transport
+            && let Err(e) = policy.check(&req)
+        {
+            return self.reject(e, grpc, start);
+        }
+        let dpop = self
+            .shared
+            .sender
+            .as_ref()
+            .is_some_and(SenderConstraints::accepts_dpop);
+        let token = match self.shared.extractor.extract_with(&req, dpop) {
             Ok(Some(token)) => token,
             Ok(None) => return self.reject(AuthErrorKind::MissingCredentials.into(), grpc, start),
             Err(e) => return self.reject(e, grpc, start),
         };
-        match self.shared.authenticator.authenticate(&token).into_ready() {
-            Ok(Ok(principal)) => {
-                audit::allowed(&principal, start.elapsed());
-                req.extensions_mut().insert(principal);
+        crate::network::protect_credentials(
+            &mut req,
+            &self.shared.extractor,
+            self.shared.strip_credentials,
+            token.source(),
+        );
+        // Sender constraints: the DPoP proof is checked before the token is verified, the
+        // binding (`cnf`), policy and replay check after.
+        let verification = match &self.shared.sender {
+            None => Pending::Plain(self.shared.authenticator.authenticate(&token)),
+            Some(sender) => match sender.precheck(&req, &token) {
+                Ok(pre) => Pending::Constrained(
+                    sender.verify(pre, self.shared.authenticator.authenticate(&token)),
+                ),
+                Err(e) => return self.reject(e, grpc, start),
+            },
+        };
+        match verification.into_ready() {
+            Ok(Ok(verified)) => {
+                audit::allowed(&verified.principal, start.elapsed());
+                let nonce = verified.apply(&mut req);
                 req.extensions_mut().insert(self.shared.renderer.clone());
                 // Drive the instance that `poll_ready` made ready; leave a fresh clone behind.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::calling(inner.call(req))
+                ResponseFuture::calling(inner.call(req), nonce)
             }
             Ok(Err(e)) => self.reject(e, grpc, start),
             Err(pending) => {

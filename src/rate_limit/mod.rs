@@ -56,6 +56,7 @@ pub use store::{Check, DEFAULT_MAX_KEYS, MemoryStore, RateLimitStore, StoreError
 
 use crate::audit;
 use crate::body::AuthBody;
+use crate::metrics::{self, RateLimitDecision};
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer, retry_after_secs};
 
@@ -106,7 +107,18 @@ impl KeyBy {
         let issuer = p.issuer().unwrap_or("");
         match found {
             // The issuer is part of the key: the same subject at two issuers is two callers.
-            Some((kind, value)) => format!("{name}\u{0}{issuer}\u{0}{kind}\u{0}{value}"),
+            Some((kind, value)) => {
+                // Built by hand: this runs on every request and `format!` costs more.
+                let mut key =
+                    String::with_capacity(name.len() + issuer.len() + kind.len() + value.len() + 3);
+                for (i, part) in [name, issuer, kind, &value].into_iter().enumerate() {
+                    if i > 0 {
+                        key.push('\u{0}');
+                    }
+                    key.push_str(part);
+                }
+                key
+            }
             None => format!("{name}\u{0}fp\u{0}{}", p.fingerprint()),
         }
     }
@@ -118,6 +130,8 @@ struct Config {
     name: Arc<str>,
     store: Arc<dyn RateLimitStore>,
     quota: Quota,
+    /// The `RateLimit-Policy` field of `quota`, rendered once.
+    policy: HeaderValue,
     quota_by: Option<Arc<QuotaFn>>,
     key_by: KeyBy,
     fail_open: bool,
@@ -151,6 +165,7 @@ impl RateLimitLayer {
                 name: Arc::from("default"),
                 store: Arc::new(MemoryStore::new()),
                 quota,
+                policy: policy_field("default", &quota),
                 quota_by: None,
                 key_by: KeyBy::Subject,
                 fail_open: false,
@@ -165,12 +180,14 @@ impl RateLimitLayer {
             name: c.name.clone(),
             store: c.store.clone(),
             quota: c.quota,
+            policy: c.policy.clone(),
             quota_by: c.quota_by.clone(),
             key_by: c.key_by.clone(),
             fail_open: c.fail_open,
             renderer: c.renderer.clone(),
         };
         f(&mut next);
+        next.policy = policy_field(&next.name, &next.quota);
         self.config = Arc::new(next);
         self
     }
@@ -272,16 +289,35 @@ fn ceil_secs(d: Duration) -> u64 {
     retry_after_secs(d)
 }
 
-fn fields(name: &str, quota: &Quota, remaining: u32, reset: Duration) -> Fields {
+/// `"name";q=burst;w=window`.
+fn policy_field(name: &str, quota: &Quota) -> HeaderValue {
     let policy = format!(
         "\"{name}\";q={};w={}",
         quota.burst(),
         ceil_secs(quota.period()).max(1)
     );
-    let limit = format!("\"{name}\";r={remaining};t={}", ceil_secs(reset));
-    Fields {
-        policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
-        limit: HeaderValue::try_from(limit).unwrap_or(HeaderValue::from_static("")),
+    HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static(""))
+}
+
+impl Config {
+    fn fields(&self, quota: &Quota, remaining: u32, reset: Duration) -> Fields {
+        let policy = if *quota == self.quota {
+            self.policy.clone()
+        } else {
+            policy_field(&self.name, quota)
+        };
+        // `"name";r=remaining;t=reset`, built by hand: this runs on every request.
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (r, t) = (r.format(remaining), t.format(ceil_secs(reset)));
+        let mut limit = String::with_capacity(self.name.len() + r.len() + t.len() + 8);
+        for part in ["\"", &self.name, "\";r=", r, ";t=", t] {
+            limit.push_str(part);
+        }
+        Fields {
+            policy,
+            limit: HeaderValue::from_maybe_shared(bytes::Bytes::from(limit))
+                .unwrap_or(HeaderValue::from_static("")),
+        }
     }
 }
 
@@ -299,13 +335,18 @@ impl Config {
     ) -> Outcome {
         match result {
             Ok(Decision::Allow { remaining, reset }) => {
-                Outcome::Pass(Some(fields(&self.name, quota, remaining, reset)))
+                metrics::rate_limit(RateLimitDecision::Allowed);
+                Outcome::Pass(Some(self.fields(quota, remaining, reset)))
             }
-            Ok(Decision::Deny { retry_after, reset }) => Outcome::Refuse(
-                AuthError::rate_limited(retry_after),
-                Some(fields(&self.name, quota, 0, reset)),
-            ),
+            Ok(Decision::Deny { retry_after, reset }) => {
+                metrics::rate_limit(RateLimitDecision::Limited);
+                Outcome::Refuse(
+                    AuthError::rate_limited(retry_after),
+                    Some(self.fields(quota, 0, reset)),
+                )
+            }
             Err(e) => {
+                metrics::rate_limit(RateLimitDecision::StoreError);
                 tracing::warn!(
                     target: "tower_bearer::rate_limit",
                     policy = %self.name,
@@ -344,7 +385,7 @@ where
         let start = Instant::now();
         let Some(principal) = req.extensions().get::<Principal>().cloned() else {
             let err = AuthError::new(AuthErrorKind::MissingCredentials);
-            audit::rejected(&err, start.elapsed());
+            audit::denied(None, &err, start.elapsed());
             return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
         };
         let c = &*self.config;

@@ -5,8 +5,18 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 
 use super::quota::{Decision, Quota};
-use super::store::{Check, RateLimitStore, StoreError, key_digest};
+use super::store::{Check, RateLimitStore, StoreError};
 use crate::error::ConfigError;
+
+/// A 128-bit digest of a limiter key: the same on every instance, fixed-size whatever the
+/// subject's length, and no subject in Redis.
+fn key_digest(key: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
 
 /// GCRA in one atomic script: one round trip per decision, Redis server time (so instances
 /// with skewed clocks agree), a single key (so it runs on Redis Cluster), and a TTL on every

@@ -1,11 +1,10 @@
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
-
-use sha2::{Digest, Sha256};
 
 use super::quota::{Decision, Quota, gcra};
 use crate::clock::{Clock, SystemClock};
@@ -84,27 +83,21 @@ impl<S: RateLimitStore + ?Sized> RateLimitStore for Arc<S> {
     }
 }
 
-/// A 128-bit digest of a limiter key: fixed-size map keys whatever the subject's length.
-pub(crate) fn key_digest(key: &str) -> [u8; 16] {
-    let d = Sha256::digest(key.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
 /// The default number of callers the memory store tracks.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 const SHARDS: usize = 64;
 
 /// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds).
-type Shard = std::sync::Mutex<std::collections::HashMap<[u8; 16], u64>>;
+type Shard = std::sync::Mutex<ShardMap>;
+type ShardMap = std::collections::HashMap<u128, u64, foldhash::fast::RandomState>;
 
 /// In-process limiter state: a sharded map from caller to GCRA arrival time.
 ///
 /// Each decision locks one of 64 shards (no global lock, never held across an await) for a
-/// hash-map lookup. Keys are 16-byte digests, so memory per caller does not depend on the
-/// subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
+/// hash-map lookup. Keys are 128-bit digests (two keyed hashes, seeded at random per store:
+/// nobody outside can aim a collision at another caller's state), so memory per caller does
+/// not depend on the subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
 /// full, callers whose quota is whole again are dropped first (their state is the same as no
 /// state, so nothing is lost); if that is not enough, the callers closest to a whole quota go
 /// next, and such a caller starts again with a full quota.
@@ -113,6 +106,8 @@ pub struct MemoryStore {
     shards: Arc<[Shard]>,
     per_shard: usize,
     clock: Arc<dyn Clock>,
+    /// Two independently seeded hashers: their outputs make a caller's 128-bit digest.
+    seeds: [foldhash::quality::RandomState; 2],
 }
 
 impl fmt::Debug for MemoryStore {
@@ -141,6 +136,7 @@ impl MemoryStore {
             shards: (0..SHARDS).map(|_| std::sync::Mutex::default()).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             clock: Arc::new(SystemClock),
+            seeds: Default::default(),
         }
     }
 
@@ -172,8 +168,10 @@ impl MemoryStore {
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        let digest = key_digest(key);
-        let shard = &self.shards[usize::from(digest[0]) % SHARDS];
+        let [a, b] = &self.seeds;
+        let (hi, lo) = (a.hash_one(key.as_bytes()), b.hash_one(key.as_bytes()));
+        let digest = (u128::from(hi) << 64) | u128::from(lo);
+        let shard = &self.shards[(hi % SHARDS as u64) as usize];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
         let tat = map.get(&digest).copied().unwrap_or(0);
         let (decision, new_tat) = gcra(quota, tat, now);
@@ -189,7 +187,7 @@ impl MemoryStore {
 
 /// Makes room in a full shard: first the callers whose quota is whole again (arrival time
 /// passed: the same as no state), then those closest to it, down to 90% of the bound.
-fn evict(map: &mut std::collections::HashMap<[u8; 16], u64>, now: u64, bound: usize) {
+fn evict(map: &mut ShardMap, now: u64, bound: usize) {
     map.retain(|_, tat| *tat > now);
     if map.len() <= bound {
         return;

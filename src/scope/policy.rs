@@ -124,30 +124,40 @@ impl ScopePolicy {
 
 impl fmt::Display for ScopePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn write(p: &ScopePolicy, f: &mut fmt::Formatter<'_>, nested: bool) -> fmt::Result {
-            let (list, sep) = match p {
+        /// `in_any`: the parent is an any-of list, `nested`: there is a parent list. An all-of
+        /// list directly under an any-of needs no parentheses (`AND` binds tighter), so every
+        /// parenthesis printed stands for one the parser saw, and a parsed policy prints within
+        /// [`MAX_POLICY_DEPTH`] and parses back.
+        fn write(
+            p: &ScopePolicy,
+            f: &mut fmt::Formatter<'_>,
+            nested: bool,
+            in_any: bool,
+        ) -> fmt::Result {
+            let (list, sep, is_all) = match p {
                 ScopePolicy::Scope(s) => return f.write_str(s),
-                ScopePolicy::All(v) => (v, " AND "),
-                ScopePolicy::Any(v) => (v, " OR "),
+                ScopePolicy::All(v) => (v, " AND ", true),
+                ScopePolicy::Any(v) => (v, " OR ", false),
             };
             if list.len() == 1 {
-                return write(&list[0], f, nested);
+                return write(&list[0], f, nested, in_any);
             }
-            if nested {
+            let parens = nested && !(is_all && in_any);
+            if parens {
                 f.write_str("(")?;
             }
             for (i, p) in list.iter().enumerate() {
                 if i > 0 {
                     f.write_str(sep)?;
                 }
-                write(p, f, true)?;
+                write(p, f, true, !is_all)?;
             }
-            if nested {
+            if parens {
                 f.write_str(")")?;
             }
             Ok(())
         }
-        write(self, f, false)
+        write(self, f, false, false)
     }
 }
 
@@ -329,6 +339,26 @@ mod tests {
             assert_eq!(ScopePolicy::parse(&p.to_string()).unwrap(), p, "{text}");
         }
         assert_eq!(ScopePolicy::parse("a b").unwrap().to_string(), "a AND b");
+        assert_eq!(
+            ScopePolicy::parse("a OR b AND c").unwrap().to_string(),
+            "a OR b AND c"
+        );
+        assert_eq!(
+            ScopePolicy::parse("(a AND b) OR c").unwrap().to_string(),
+            "a AND b OR c"
+        );
+        assert_eq!(
+            ScopePolicy::parse("a AND (b AND c)").unwrap().to_string(),
+            "a AND (b AND c)"
+        );
+        // Found by the `scope` fuzz target: printing added a level of parentheses per
+        // `x OR y AND z`, so a policy nested to the maximum printed too deep to parse back.
+        let mut deep = "a OR b AND c".to_owned();
+        for _ in 0..MAX_POLICY_DEPTH {
+            deep = format!("d AND ({deep})");
+        }
+        let p = ScopePolicy::parse(&deep).unwrap();
+        assert_eq!(ScopePolicy::parse(&p.to_string()).unwrap(), p);
         assert_eq!(
             ScopePolicy::parse("(a OR b) AND c").unwrap().to_string(),
             "(a OR b) AND c"

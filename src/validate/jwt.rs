@@ -42,7 +42,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::cache::{self, CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
+use crate::cache::{CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
 use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
@@ -370,14 +370,15 @@ impl Jwt {
         let Some(cache) = &self.inner.cache else {
             return self.verify_uncached(token, keys);
         };
-        let key = cache::digest(token);
-        if let Some(principal) = cache.get(&key, keys.id()) {
+        let key = cache.key(token);
+        if let Some(principal) = cache.get(key, token, keys.id()) {
             return Ok(principal);
         }
         let principal = self.verify_uncached(token, keys)?;
         // `exp` is required and numeric, so verified tokens always have it.
         if let Some(exp) = principal.claim("exp").and_then(numeric_date) {
-            cache.insert(key, principal.clone(), exp + self.inner.leeway, keys.id());
+            let valid_until = exp + self.inner.leeway;
+            cache.insert(key, token, principal.clone(), valid_until, keys.id());
         }
         Ok(principal)
     }

@@ -12,6 +12,10 @@
 //!   `cnf.jkt` presented with the `DPoP` scheme;
 //! - with [`SenderConstraints::mtls`], a token with `cnf.x5t#S256` is accepted only on a
 //!   request whose [`ClientCertificate`] has that thumbprint ([`crate::mtls`]);
+//! - a bound token whose binding the layer cannot check is refused, never taken as a bearer
+//!   token: a `cnf.jkt` token without [`SenderConstraints::dpop`], a `cnf.x5t#S256` token
+//!   without [`SenderConstraints::mtls`], any other `cnf` member (`jwk`, `kid`…), and any
+//!   `cnf` at all on a layer without sender constraints (RFC 9449 §7.2, RFC 8705 §3);
 //! - [`SenderConstraints::policy`] sets what every route behind the layer needs:
 //!   [`SenderPolicy::Allow`] (default: plain bearer tokens and sender-constrained tokens,
 //!   each checked as above), [`SenderPolicy::Require`] (sender-constrained tokens only) or
@@ -172,6 +176,9 @@ pub struct SenderConstraints {
 struct Cnf<'a> {
     jkt: Option<&'a str>,
     x5t: Option<&'a str>,
+    /// A confirmation method other than `jkt` and `x5t#S256` (`jwk`, `kid`, `jku`…): one
+    /// this crate cannot check, so the token is refused.
+    other: bool,
 }
 
 fn cnf_of(p: &Principal) -> Result<Cnf<'_>, AuthError> {
@@ -192,6 +199,7 @@ fn cnf_of(p: &Principal) -> Result<Cnf<'_>, AuthError> {
         Some(Value::Object(m)) => Ok(Cnf {
             jkt: member(m, "jkt").map_err(|()| wrong())?,
             x5t: member(m, "x5t#S256").map_err(|()| wrong())?,
+            other: m.keys().any(|k| k != "jkt" && k != "x5t#S256"),
         }),
         Some(_) => Err(wrong()),
     }
@@ -227,12 +235,30 @@ pub(crate) struct Verified {
 }
 
 impl Verified {
-    pub(crate) fn plain(principal: Principal) -> Self {
-        Self {
+    /// A principal verified without sender constraints. A token bound to a key or a
+    /// certificate (any `cnf` member) is refused: nothing here can check the binding, and a
+    /// stolen bound token must not work as a bearer token (RFC 9449 §7.2, RFC 8705 §3).
+    pub(crate) fn plain(principal: Principal) -> Result<Self, AuthError> {
+        match principal.claim("cnf") {
+            None => {}
+            Some(Value::Object(m)) if m.is_empty() => {}
+            Some(Value::Object(_)) => {
+                return Err(
+                    binding("sender-constrained token (cnf), but no binding is checked")
+                        .with_context(principal.fingerprint()),
+                );
+            }
+            Some(_) => {
+                return Err(AuthError::new(AuthErrorKind::InvalidClaimType)
+                    .with_description("invalid cnf claim")
+                    .with_context(principal.fingerprint()));
+            }
+        }
+        Ok(Self {
             principal,
             proof: None,
             nonce: None,
-        }
+        })
     }
 
     /// Puts the principal and the proof in the request extensions; returns the nonce header
@@ -372,11 +398,20 @@ impl SenderConstraints {
             (None, Some(_)) if self.dpop.is_some() => {
                 return Err(binding("DPoP-bound token presented as Bearer").with_dpop_challenge());
             }
-            (None, _) => {}
+            // RFC 9449 §7.2: a DPoP-bound token is never a bearer token, even here.
+            (None, Some(_)) => return Err(binding("DPoP-bound token, but DPoP is not accepted")),
+            (None, None) => {}
         }
-        if self.mtls
-            && let Some(x5t) = cnf.x5t
-        {
+        if cnf.other {
+            return Err(pre.tag(binding("unsupported confirmation method in cnf")));
+        }
+        if let Some(x5t) = cnf.x5t {
+            // RFC 8705 §3: the binding must be checked; without mTLS it cannot be.
+            if !self.mtls {
+                return Err(pre.tag(binding(
+                    "certificate-bound token, but client certificates are not checked",
+                )));
+            }
             match &pre.certificate {
                 Some(tp) if ct_eq(tp, x5t) => proof.certificate = Some(x5t.into()),
                 _ => {

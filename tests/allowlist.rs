@@ -219,6 +219,23 @@ async fn claim_rules_and_unlisted_principals() {
     send(&issuer, strict, Some(&batch), Some("192.0.2.1:1"), &[])
         .await
         .assert_ok();
+    // A numeric or boolean claim matches a rule by its JSON text: `42` is ruled by "42".
+    let numeric = allowlist()
+        .claim("tenant", "42", ["198.51.100.0/24"])
+        .build()
+        .unwrap();
+    for value in [serde_json::json!(42), serde_json::json!([42])] {
+        let t = token(&issuer, "web", &[("tenant", value)]);
+        send(
+            &issuer,
+            numeric.clone(),
+            Some(&t),
+            Some("192.0.2.10:1"),
+            &[],
+        )
+        .await
+        .assert_denied();
+    }
 }
 
 #[tokio::test]

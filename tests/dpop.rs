@@ -228,6 +228,29 @@ async fn without_a_base_url_the_host_header_names_the_origin() {
     req.headers_mut()
         .insert("host", "svc.local:8080".parse().unwrap());
     send(&layer, req).await.assert_ok();
+
+    // Over TLS (the acceptor's `Scheme` extension), the origin is `https://`: a proof for
+    // `http://` no longer matches.
+    let tls_get = |proof: &str| {
+        let mut req = dpop_get(&token, proof);
+        req.headers_mut()
+            .insert("host", "svc.local".parse().unwrap());
+        req.extensions_mut()
+            .insert(tower_bearer::network::Scheme::Https);
+        req
+    };
+    let https = key
+        .proof("GET", "https://svc.local/r")
+        .access_token(&token)
+        .sign();
+    send(&layer, tls_get(&https)).await.assert_ok();
+    let http = key
+        .proof("GET", "http://svc.local/r")
+        .access_token(&token)
+        .sign();
+    send(&layer, tls_get(&http))
+        .await
+        .assert_invalid_proof("DPoP proof is for another URL");
 }
 
 #[tokio::test]
@@ -710,6 +733,88 @@ async fn a_dpop_bound_token_sent_as_bearer_is_refused() {
         out.assert_dpop_error("invalid_token", "DPoP-bound token presented as Bearer");
         out.assert_no_material(&[&token, &proof]);
     }
+}
+
+/// A 401 `invalid_token` with a Bearer challenge naming `description`; inner service not run.
+#[track_caller]
+fn assert_bearer_refusal(out: &Outcome, description: &str) {
+    assert_eq!(out.status, StatusCode::UNAUTHORIZED, "{out:?}");
+    let challenges = out.challenges();
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].starts_with("Bearer "), "{challenges:?}");
+    assert!(
+        challenges[0].contains(r#"error="invalid_token""#),
+        "{challenges:?}"
+    );
+    assert!(challenges[0].contains(description), "{challenges:?}");
+    assert!(!out.called, "inner service must not run");
+}
+
+#[tokio::test]
+async fn bound_tokens_are_refused_where_their_binding_is_not_checked() {
+    let key = DpopKey::es256();
+    let dpop_bound = bound(&key);
+    let cert_bound = issuer()
+        .mint(claims("carol", "items:read", Duration::from_secs(600)).certificate_bound(b"a cert"));
+    let jwk_bound = issuer().mint(
+        claims("dave", "items:read", Duration::from_secs(600))
+            .set("cnf", json!({"jwk": key.jwk()})),
+    );
+    let not_an_object =
+        issuer().mint(claims("erin", "items:read", Duration::from_secs(600)).set("cnf", "x"));
+
+    // No sender constraints at all: a stolen bound token must not work as a bearer token.
+    let plain = BearerAuthLayer::new(jwt()).realm(REALM);
+    for token in [&dpop_bound, &cert_bound, &jwk_bound] {
+        let out = send(
+            &plain,
+            request("GET", "/r", &format!("Bearer {token}"), &[]),
+        )
+        .await;
+        assert_bearer_refusal(
+            &out,
+            "sender-constrained token (cnf), but no binding is checked",
+        );
+    }
+    let out = send(
+        &plain,
+        request("GET", "/r", &format!("Bearer {not_an_object}"), &[]),
+    )
+    .await;
+    assert_bearer_refusal(&out, "invalid cnf claim");
+    let out = send(
+        &plain,
+        request("GET", "/r", &format!("Bearer {}", unbound()), &[]),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK, "{out:?}");
+
+    // DPoP only: a certificate-bound token cannot be checked, nor an unknown method.
+    let clock = ManualClock::new();
+    let dpop_only = layer(&clock);
+    let out = send(
+        &dpop_only,
+        request("GET", "/r", &format!("Bearer {cert_bound}"), &[]),
+    )
+    .await;
+    assert_bearer_refusal(&out, "client certificates are not checked");
+    let out = send(
+        &dpop_only,
+        request("GET", "/r", &format!("Bearer {jwk_bound}"), &[]),
+    )
+    .await;
+    assert_bearer_refusal(&out, "unsupported confirmation method in cnf");
+
+    // mTLS only: a DPoP-bound token cannot prove its key.
+    let mtls_only = BearerAuthLayer::new(jwt())
+        .realm(REALM)
+        .sender_constraints(SenderConstraints::new().mtls());
+    let out = send(
+        &mtls_only,
+        request("GET", "/r", &format!("Bearer {dpop_bound}"), &[]),
+    )
+    .await;
+    assert_bearer_refusal(&out, "DPoP-bound token, but DPoP is not accepted");
 }
 
 #[tokio::test]

@@ -214,6 +214,20 @@ async fn loopback_clients_are_exempt_unless_configured_or_relayed() {
     )
     .await
     .assert_insecure("https required");
+    // A trusted proxy relaying a loopback client over plain HTTP: the exemption is for direct
+    // loopback peers only.
+    let behind_proxy = BearerAuthLayer::new(jwt(&issuer))
+        .realm(REALM)
+        .transport(TransportPolicy::https_only().trusted_proxies(proxies()));
+    send(
+        &behind_proxy,
+        req(&issuer, Some("10.0.0.1:4000"))
+            .header("x-forwarded-for", "127.0.0.1")
+            .header("x-forwarded-proto", "http")
+            .build(),
+    )
+    .await
+    .assert_insecure("https required");
     let strict = BearerAuthLayer::new(jwt(&issuer))
         .realm(REALM)
         .transport(TransportPolicy::https_only().allow_loopback(false));

@@ -28,7 +28,7 @@ impl Pending {
         match self {
             Pending::Plain(a) => a
                 .into_ready()
-                .map(|r| r.map(Verified::plain))
+                .map(|r| r.and_then(Verified::plain))
                 .map_err(Pending::Plain),
             Pending::Constrained(v) => v.into_ready().map_err(Pending::Constrained),
         }
@@ -36,7 +36,7 @@ impl Pending {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<Verified, AuthError>> {
         match self {
-            Pending::Plain(a) => Pin::new(a).poll(cx).map(|r| r.map(Verified::plain)),
+            Pending::Plain(a) => Pin::new(a).poll(cx).map(|r| r.and_then(Verified::plain)),
             Pending::Constrained(v) => Pin::new(v).poll(cx),
         }
     }

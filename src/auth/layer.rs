@@ -85,7 +85,8 @@ impl BearerAuthLayer {
 
     /// Accepts sender-constrained tokens, DPoP (RFC 9449) and certificate-bound (RFC 8705),
     /// and sets the policy of every route behind the layer; see [`crate::sender`]. Off by
-    /// default: tokens are plain bearer tokens and `cnf` is not read.
+    /// default: only plain bearer tokens are accepted, and a token bound to a key or a
+    /// certificate (any `cnf` member) is refused, since nothing checks its binding.
     pub fn sender_constraints(self, constraints: SenderConstraints) -> Self {
         self.update(|s| {
             s.renderer = s.renderer.clone().with_dpop_algs(constraints.dpop_algs());

@@ -13,10 +13,10 @@
 //! compact JWS with `typ` `dpop+jwt`, no `crit`, an asymmetric `alg` from the configured
 //! allowlist (`none` and HMAC never pass, and the proof cannot pick an algorithm outside the
 //! list); a public `jwk` of the key type the algorithm needs, without private members, which
-//! verifies the signature (strict JSON: duplicate members are refused); `htm` equal to the
-//! request method; `htu` equal to the request URL, both normalised (RFC 3986 §6.2.2 and
-//! §6.2.3: case of scheme and host, default port, percent-encoding, dot segments; query and
-//! fragment ignored) and built on [`DpopBuilder::external_base_url`] for services behind a
+//! verifies the signature (strict JSON: duplicate members of the header and the payload are
+//! refused); `htm` equal to the request method; `htu` equal to the request URL, both
+//! normalised (RFC 3986 §6.2.2 and §6.2.3: case of scheme and host, default port,
+//! percent-encoding, dot segments; query and fragment ignored) and built on [`DpopBuilder::external_base_url`] for services behind a
 //! proxy; `iat` no older than the window ([`DpopBuilder::window`], default 60 s) and no
 //! further in the future than the leeway (default 5 s), read from the configured
 //! [`Clock`]; `ath` the SHA-256 of the access token; optionally a server nonce
@@ -167,8 +167,11 @@ impl DpopBuilder {
     /// The URL clients use to reach this service, e.g. `https://api.example.com` or
     /// `https://example.com/api` when a proxy strips the `/api` prefix: the `htu` of a proof
     /// must equal it followed by the request path. Without it, the URL is read from the
-    /// request: its absolute URI (HTTP/2), else `http://` and the `Host` header, which is
-    /// wrong behind TLS termination; set this in production.
+    /// request: the scheme from the connection's [`Scheme`](crate::network::Scheme)
+    /// extension (else the request URI's, else `http`), the authority from the request URI
+    /// (HTTP/2) or the `Host` header. Those are the client's word: a proof made for another
+    /// server on the same path would pass if the token's audience also fits this one. Set
+    /// this in production.
     pub fn external_base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
         self
@@ -229,6 +232,13 @@ impl DpopBuilder {
         }
         if self.window.is_zero() {
             return Err(ConfigError::new("the DPoP window must not be zero"));
+        }
+        // The replay store keeps a `jti` at most a day: a longer acceptance window would let
+        // a proof outlive the memory of its use.
+        if self.window + self.leeway > Duration::from_secs(86_400) {
+            return Err(ConfigError::new(
+                "the DPoP window plus leeway must not exceed one day",
+            ));
         }
         let base = match &self.base_url {
             None => None,
@@ -502,10 +512,11 @@ fn proof_key(alg: Algorithm, jwk: &Map<String, Value>) -> Result<DecodingKey, Au
             | Algorithm::PS512,
             "RSA",
         ) => {
-            // 2048 to 8192-bit moduli; a small exponent.
+            // 2048 to 4096-bit moduli (a proof is verified before the token: larger keys
+            // would let unauthenticated requests buy expensive checks); a small exponent.
             let n = b64_len(jwk, "n")?;
             let e = b64_len(jwk, "e")?;
-            if !(256..=1024).contains(&n) || e > 8 {
+            if !(256..=512).contains(&n) || e > 8 {
                 return Err(proof_err("DPoP proof jwk has an unsupported RSA key size"));
             }
             DecodingKey::from_rsa_components(
@@ -552,20 +563,25 @@ impl Dpop {
     /// The URL a proof's `htu` must name for `req`, normalised.
     fn request_url<B>(&self, req: &Request<B>) -> Option<String> {
         let path = req.uri().path();
-        let url = match (
-            &self.inner.base,
-            req.uri().scheme_str(),
-            req.uri().authority(),
-        ) {
-            (Some(base), _, _) => format!("{base}{path}"),
-            (None, Some(scheme), Some(authority)) => format!("{scheme}://{authority}{path}"),
-            (None, _, _) => {
+        if let Some(base) = &self.inner.base {
+            return url::normalize(&format!("{base}{path}"));
+        }
+        // The scheme the connection proved (a TLS acceptor's `Scheme` extension) beats the
+        // one the request names; the authority is the client's word either way.
+        let scheme = match req.extensions().get::<crate::network::Scheme>() {
+            Some(crate::network::Scheme::Https) => "https",
+            Some(crate::network::Scheme::Http) => "http",
+            None => req.uri().scheme_str().unwrap_or("http"),
+        };
+        let url = match req.uri().authority() {
+            Some(authority) => format!("{scheme}://{authority}{path}"),
+            None => {
                 let mut hosts = req.headers().get_all(http::header::HOST).iter();
                 let host = hosts.next()?.to_str().ok()?;
                 if hosts.next().is_some() {
                     return None;
                 }
-                format!("http://{host}{path}")
+                format!("{scheme}://{host}{path}")
             }
         };
         url::normalize(&url)

@@ -68,6 +68,10 @@ fn normalize_percent(path: &str) -> Option<String> {
         let b = bytes[i];
         if b == b'%' {
             let hex = path.get(i + 1..i + 3)?;
+            // Two hex digits exactly (`from_str_radix` alone would take `+F`).
+            if !hex.bytes().all(|d| d.is_ascii_hexdigit()) {
+                return None;
+            }
             let v = u8::from_str_radix(hex, 16).ok()?;
             if is_unreserved(v) {
                 out.push(char::from(v));
@@ -144,6 +148,9 @@ mod tests {
 
     #[test]
     fn different_urls_differ_and_junk_is_refused() {
+        // Percent-encodings need two hex digits (`from_str_radix` alone takes a sign).
+        assert_eq!(normalize("https://h/%+F"), None);
+        assert_eq!(normalize("https://h/%-1"), None);
         assert_ne!(normalize("https://h/a"), normalize("http://h/a"));
         assert_ne!(normalize("https://h/a"), normalize("https://h:8443/a"));
         assert_ne!(normalize("https://h/a"), normalize("https://h/A"));

@@ -55,16 +55,19 @@ impl Rules {
             out.push(ranges);
         }
         for (claim, values) in &self.claims {
+            // Strings match by value, numbers and booleans by their JSON text (`42`, `true`),
+            // so a rule for "42" is not dodged by a numeric claim.
+            let scalar = |v: &Value| match v {
+                Value::String(s) => values.get(s.as_str()),
+                Value::Number(_) | Value::Bool(_) => values.get(v.to_string().as_str()),
+                _ => None,
+            };
             match principal.claim(claim) {
-                Some(Value::String(s)) => out.extend(values.get(s.as_str()).map(|r| &**r)),
-                Some(Value::Array(items)) => out.extend(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .filter_map(|s| values.get(s))
-                        .map(|r| &**r),
-                ),
-                _ => {}
+                Some(Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(scalar).map(|r| &**r))
+                }
+                Some(v) => out.extend(scalar(v).map(|r| &**r)),
+                None => {}
             }
         }
         if out.is_empty()

@@ -90,8 +90,11 @@ impl TransportPolicy {
         if client.scheme() == Some(Scheme::Https) {
             return Ok(client);
         }
+        // Only a direct loopback peer that relays nobody: a loopback address forwarded by a
+        // proxy (or spoofed left of trusted hops) says nothing about the client's transport.
         let local = client.addr().is_some_and(is_loopback)
-            && (client.is_forwarded() || !has_forwarding_headers(req.headers()));
+            && !client.is_forwarded()
+            && !has_forwarding_headers(req.headers());
         if self.allow_loopback && local {
             return Ok(client);
         }
@@ -126,6 +129,10 @@ pub(crate) fn protect_credentials<B>(
         .into_iter()
         .flatten()
     {
+        // `entry` may grow the map: look first.
+        if !headers.contains_key(name) {
+            continue;
+        }
         if let Entry::Occupied(mut entry) = headers.entry(name) {
             for value in entry.iter_mut() {
                 value.set_sensitive(true);

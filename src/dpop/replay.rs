@@ -105,8 +105,15 @@ pub const DEFAULT_REPLAY_ENTRIES: usize = 1_000_000;
 
 const SHARDS: usize = 16;
 
-/// Replay key → expiry, in unix microseconds.
-type Shard = Mutex<HashMap<[u8; 16], u64>>;
+/// Replay key → expiry, in unix microseconds, and the earliest expiry held (so a full shard
+/// is swept only when something in it has expired, not on every insert).
+#[derive(Default)]
+struct ShardState {
+    map: HashMap<[u8; 16], u64>,
+    earliest: u64,
+}
+
+type Shard = Mutex<ShardState>;
 
 /// `jti`s remembered in this process, in 16 locked shards (no lock is ever held across an
 /// await: every call answers at once).
@@ -145,7 +152,14 @@ impl MemoryReplay {
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(ShardState {
+                        map: HashMap::new(),
+                        earliest: u64::MAX,
+                    })
+                })
+                .collect(),
             per_shard,
         }
     }
@@ -154,7 +168,7 @@ impl MemoryReplay {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
             .sum()
     }
 
@@ -167,21 +181,36 @@ impl MemoryReplay {
         let now = micros(now);
         let until = now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX));
         let shard = &self.shards[usize::from(key.0[0]) % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(exp) = map.get_mut(&key.0) {
+        let mut guard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let state = &mut *guard;
+        if let Some(exp) = state.map.get_mut(&key.0) {
             if *exp > now {
                 return Ok(false);
             }
             *exp = until;
+            state.earliest = state.earliest.min(until);
             return Ok(true);
         }
-        if map.len() >= self.per_shard {
-            map.retain(|_, exp| *exp > now);
-            if map.len() >= self.per_shard {
+        if state.map.len() >= self.per_shard {
+            // Sweep only when something has expired: a full shard of live entries answers
+            // at once instead of scanning on every attempt.
+            if now >= state.earliest {
+                let mut earliest = u64::MAX;
+                state.map.retain(|_, exp| {
+                    let live = *exp > now;
+                    if live {
+                        earliest = earliest.min(*exp);
+                    }
+                    live
+                });
+                state.earliest = earliest;
+            }
+            if state.map.len() >= self.per_shard {
                 return Err(StoreError::new("DPoP replay cache full"));
             }
         }
-        map.insert(key.0, until);
+        state.map.insert(key.0, until);
+        state.earliest = state.earliest.min(until);
         Ok(true)
     }
 }

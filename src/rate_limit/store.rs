@@ -1,6 +1,6 @@
 use std::fmt;
 use std::future::Future;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -90,14 +90,36 @@ const SHARDS: usize = 64;
 
 /// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds).
 type Shard = std::sync::Mutex<ShardMap>;
-type ShardMap = std::collections::HashMap<u128, u64, foldhash::fast::RandomState>;
+type ShardMap = std::collections::HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
+
+/// The map key is already a keyed hash: hashing it again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by the map; fold anything else in, never panic.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// In-process limiter state: a sharded map from caller to GCRA arrival time.
 ///
 /// Each decision locks one of 64 shards (no global lock, never held across an await) for a
-/// hash-map lookup. Keys are 128-bit digests (two keyed hashes, seeded at random per store:
-/// nobody outside can aim a collision at another caller's state), so memory per caller does
-/// not depend on the subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
+/// hash-map lookup. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
+/// can aim a collision at another caller's state; by chance, two of 100,000 callers share a
+/// slot with odds below 1 in 10⁹), so memory per caller does not depend on the subject's
+/// length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
 /// full, callers whose quota is whole again are dropped first (their state is the same as no
 /// state, so nothing is lost); if that is not enough, the callers closest to a whole quota go
 /// next, and such a caller starts again with a full quota.
@@ -105,9 +127,9 @@ type ShardMap = std::collections::HashMap<u128, u64, foldhash::fast::RandomState
 pub struct MemoryStore {
     shards: Arc<[Shard]>,
     per_shard: usize,
-    clock: Arc<dyn Clock>,
-    /// Two independently seeded hashers: their outputs make a caller's 128-bit digest.
-    seeds: [foldhash::quality::RandomState; 2],
+    time: TimeSource,
+    /// Seeded at random per store: a caller's slot cannot be predicted from outside.
+    seed: foldhash::quality::RandomState,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -124,8 +146,55 @@ impl Default for MemoryStore {
     }
 }
 
+/// Where the memory store reads time.
+#[derive(Clone)]
+enum TimeSource {
+    /// A configured [`Clock`] (tests move a [`ManualClock`](crate::clock::ManualClock)).
+    Clock(Arc<dyn Clock>),
+    /// The default: a TSC-based monotonic clock (`quanta`, a few nanoseconds per read, where
+    /// a wall-clock read costs tens on virtual machines), anchored at the wall clock when the
+    /// store was made. State kept in memory only needs time to move forward consistently.
+    Fast {
+        clock: quanta::Clock,
+        start: quanta::Instant,
+        start_unix_nanos: u64,
+    },
+}
+
+fn unix_nanos(t: std::time::SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl TimeSource {
+    fn fast() -> Self {
+        let clock = quanta::Clock::new();
+        let start = clock.now();
+        Self::Fast {
+            clock,
+            start,
+            start_unix_nanos: unix_nanos(SystemClock.now()),
+        }
+    }
+
+    fn unix_nanos(&self) -> u64 {
+        match self {
+            Self::Clock(c) => unix_nanos(c.now()),
+            Self::Fast {
+                clock,
+                start,
+                start_unix_nanos,
+            } => {
+                let since = clock.now().saturating_duration_since(*start);
+                start_unix_nanos.saturating_add(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
 impl MemoryStore {
-    /// A store with the default bound and the system clock.
+    /// A store with the default bound, reading a fast monotonic clock.
     pub fn new() -> Self {
         Self::with_capacity(DEFAULT_MAX_KEYS)
     }
@@ -135,15 +204,15 @@ impl MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| std::sync::Mutex::default()).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
-            clock: Arc::new(SystemClock),
-            seeds: Default::default(),
+            time: TimeSource::fast(),
+            seed: Default::default(),
         }
     }
 
     /// The clock GCRA reads (tests use [`ManualClock`](crate::clock::ManualClock)).
     #[must_use]
     pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.time = TimeSource::Clock(Arc::new(clock));
         self
     }
 
@@ -162,16 +231,11 @@ impl MemoryStore {
 
     /// Spends one request synchronously.
     pub fn decide(&self, key: &str, quota: &Quota) -> Decision {
-        let now = self
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        let [a, b] = &self.seeds;
-        let (hi, lo) = (a.hash_one(key.as_bytes()), b.hash_one(key.as_bytes()));
-        let digest = (u128::from(hi) << 64) | u128::from(lo);
-        let shard = &self.shards[(hi % SHARDS as u64) as usize];
+        let now = self.time.unix_nanos();
+        let digest = self.seed.hash_one(key.as_bytes());
+        // Middle bits pick the shard: the map itself uses the low bits (bucket) and the top
+        // seven (tag), which must stay varied within a shard.
+        let shard = &self.shards[(digest >> 32) as usize % SHARDS];
         let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
         let tat = map.get(&digest).copied().unwrap_or(0);
         let (decision, new_tat) = gcra(quota, tat, now);

@@ -44,6 +44,7 @@ pub mod clock;
 pub mod dpop;
 pub mod error;
 pub mod extract;
+mod guard;
 mod json;
 pub mod keys;
 pub mod lifecycle;

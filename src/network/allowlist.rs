@@ -1,14 +1,11 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -18,6 +15,7 @@ use super::forwarded::TrustedProxies;
 use crate::audit;
 use crate::body::AuthBody;
 use crate::error::ConfigError;
+pub use crate::guard::ResponseFuture;
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
 
@@ -323,71 +321,12 @@ where
             Ok(()) => {
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Calling {
-                        fut: inner.call(req),
-                    },
-                }
+                ResponseFuture::calling(inner.call(req))
             }
             Err((principal, err)) => {
                 audit::denied(principal.as_ref(), &err, start.elapsed());
-                let renderer = self
-                    .layer
-                    .renderer
-                    .as_ref()
-                    .or_else(|| req.extensions().get::<Renderer>())
-                    .cloned()
-                    .unwrap_or_default();
-                ResponseFuture {
-                    state: State::Rejected {
-                        response: Some(renderer.render(&req, err)),
-                    },
-                }
+                ResponseFuture::rejected(self.layer.renderer.as_ref(), &req, err)
             }
-        }
-    }
-}
-
-pin_project! {
-    /// Response future of [`IpAllowlist`].
-    pub struct ResponseFuture<F, B> {
-        #[pin]
-        state: State<F, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        Calling { #[pin] fut: F },
-        Rejected { response: Option<Response<AuthBody<B>>> },
-    }
-}
-
-impl<F, B> fmt::Debug for ResponseFuture<F, B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Calling { .. } => "Calling",
-            State::Rejected { .. } => "Rejected",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .finish()
-    }
-}
-
-impl<F, B, E> Future for ResponseFuture<F, B>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<AuthBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Calling { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?.map(AuthBody::new))),
-            StateProj::Rejected { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

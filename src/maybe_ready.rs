@@ -1,5 +1,6 @@
-//! A value known now, or a boxed future of it: the shape of [`Authentication`] and
-//! [`Check`], so synchronous answers (local keys, the memory store) never box.
+//! A value known now, or a boxed future of it: the shape of [`Authentication`], [`Check`],
+//! the revocation `Lookup` and the DPoP `ReplayCheck` (all declared with
+//! `maybe_ready_type!`), so synchronous answers (local keys, memory stores) never box.
 //!
 //! [`Authentication`]: crate::validate::Authentication
 //! [`Check`]: crate::rate_limit::Check
@@ -41,3 +42,55 @@ impl<T> MaybeReady<T> {
         }
     }
 }
+
+/// Declares a public "known now, or a boxed future" outcome type over [`MaybeReady`]:
+/// `ready`, `pending`, `into_ready`, a `Debug` naming the state, and `Future`. The
+/// `$what` text names the answer in the generated docs ("decision", "outcome"…).
+macro_rules! maybe_ready_type {
+    ($(#[$meta:meta])* pub struct $name:ident($out:ty), $what:literal;) => {
+        $(#[$meta])*
+        pub struct $name($crate::maybe_ready::MaybeReady<$out>);
+
+        impl $name {
+            #[doc = concat!("A", " ", $what, " known at once.")]
+            pub fn ready(result: $out) -> Self {
+                Self($crate::maybe_ready::MaybeReady::ready(result))
+            }
+
+            #[doc = concat!("A", " ", $what, " that needs I/O.")]
+            pub fn pending(
+                fut: impl ::std::future::Future<Output = $out> + Send + 'static,
+            ) -> Self {
+                Self($crate::maybe_ready::MaybeReady::pending(fut))
+            }
+
+            #[doc = concat!("The ", $what, " if already known, else `Err(self)` to be awaited.")]
+            pub fn into_ready(self) -> Result<$out, Self> {
+                self.0.into_ready().map_err(Self)
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(if self.0.is_ready() {
+                    concat!(stringify!($name), "::Ready")
+                } else {
+                    concat!(stringify!($name), "::Pending")
+                })
+            }
+        }
+
+        impl ::std::future::Future for $name {
+            type Output = $out;
+
+            fn poll(
+                mut self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<Self::Output> {
+                self.0.poll(cx)
+            }
+        }
+    };
+}
+
+pub(crate) use maybe_ready_type;

@@ -47,32 +47,9 @@ use tower_bearer::{BearerAuthLayer, Principal};
 
 type Req = Request<Full<Bytes>>;
 
-const ISS: &str = "https://issuer.test";
-const AUD: &str = "api://test";
-/// The frozen "now" of every table.
-const T: u64 = 1_800_000_000;
+use support::keys::{AUD, ISS, T, ec, ed, hs, rsa};
 
 // ------------------------------------------------------------------------------ keys, claims
-
-fn rsa() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::rs256().with_kid("rsa-1"))
-}
-
-fn ec() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::es256().with_kid("ec-1"))
-}
-
-fn ed() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::ed25519().with_kid("ed-1"))
-}
-
-fn hs() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::hs256().with_kid("hs-1"))
-}
 
 /// A key nobody configured, with the id of one that is.
 fn foreign() -> &'static TestIssuer {

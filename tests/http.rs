@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,33 +16,10 @@ use tower_bearer::BearerAuthLayer;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::extract::Extractor;
 use tower_bearer::keys::Algorithm;
-use tower_bearer::testing::{TestIssuer, alg_name};
+use tower_bearer::testing::alg_name;
 use tower_bearer::validate::{Jwt, JwtBuilder};
 
-const ISS: &str = "https://issuer.test";
-const AUD: &str = "api://test";
-/// The frozen "now" of time-sensitive tests.
-const T: u64 = 1_800_000_000;
-
-fn rsa() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::rs256().with_kid("rsa-1"))
-}
-
-fn ec() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::es256().with_kid("ec-1"))
-}
-
-fn ed() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::ed25519().with_kid("ed-1"))
-}
-
-fn hs() -> &'static TestIssuer {
-    static K: OnceLock<TestIssuer> = OnceLock::new();
-    K.get_or_init(|| TestIssuer::hs256().with_kid("hs-1"))
-}
+use support::keys::{AUD, ISS, T, ec, ed, hs, rsa};
 
 /// The standard builder: every test key, issuer and audience, clock frozen at `T`.
 fn builder() -> JwtBuilder {

@@ -1,14 +1,10 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::maybe_ready::MaybeReady;
 use crate::rate_limit::StoreError;
 
 /// The key a proof's `jti` is remembered under: a digest of the proof key's thumbprint and
@@ -47,44 +43,11 @@ impl fmt::Debug for ReplayKey {
     }
 }
 
-/// The outcome of [`ReplayStore::insert_new`]: `true` when the key was new. Known now
-/// (memory) or after I/O (Redis).
-#[must_use]
-pub struct ReplayCheck(MaybeReady<Result<bool, StoreError>>);
-
-impl ReplayCheck {
-    /// An answer known now.
-    pub fn ready(result: Result<bool, StoreError>) -> Self {
-        Self(MaybeReady::ready(result))
-    }
-
-    /// An answer that needs I/O.
-    pub fn pending(fut: impl Future<Output = Result<bool, StoreError>> + Send + 'static) -> Self {
-        Self(MaybeReady::pending(fut))
-    }
-
-    /// The answer if known now, else `Err(self)`.
-    pub fn into_ready(self) -> Result<Result<bool, StoreError>, Self> {
-        self.0.into_ready().map_err(Self)
-    }
-}
-
-impl fmt::Debug for ReplayCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_ready() {
-            "ReplayCheck::Ready"
-        } else {
-            "ReplayCheck::Pending"
-        })
-    }
-}
-
-impl Future for ReplayCheck {
-    type Output = Result<bool, StoreError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll(cx)
-    }
+crate::maybe_ready::maybe_ready_type! {
+    /// The outcome of [`ReplayStore::insert_new`]: `true` when the key was new. Known now
+    /// (memory) or after I/O (Redis).
+    #[must_use]
+    pub struct ReplayCheck(Result<bool, StoreError>), "answer";
 }
 
 /// Where DPoP proof `jti`s are remembered for the iat window.

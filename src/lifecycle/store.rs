@@ -1,14 +1,11 @@
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::RwLock;
-use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::maybe_ready::MaybeReady;
 use crate::principal::{Principal, TokenFingerprint};
 use crate::rate_limit::StoreError;
 
@@ -108,43 +105,10 @@ pub(crate) fn revoked(
         || subject_before.is_some_and(|before| p.issued_at().is_none_or(|iat| unix(iat) <= before))
 }
 
-/// The outcome of [`RevocationStore::is_revoked`]: known now or after I/O.
-#[must_use]
-pub struct Lookup(MaybeReady<Result<bool, StoreError>>);
-
-impl Lookup {
-    /// An answer known now.
-    pub fn ready(result: Result<bool, StoreError>) -> Self {
-        Self(MaybeReady::ready(result))
-    }
-
-    /// An answer that needs I/O.
-    pub fn pending(fut: impl Future<Output = Result<bool, StoreError>> + Send + 'static) -> Self {
-        Self(MaybeReady::pending(fut))
-    }
-
-    /// The answer if known now, else `Err(self)`.
-    pub fn into_ready(self) -> Result<Result<bool, StoreError>, Self> {
-        self.0.into_ready().map_err(Self)
-    }
-}
-
-impl fmt::Debug for Lookup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_ready() {
-            "Lookup::Ready"
-        } else {
-            "Lookup::Pending"
-        })
-    }
-}
-
-impl Future for Lookup {
-    type Output = Result<bool, StoreError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll(cx)
-    }
+crate::maybe_ready::maybe_ready_type! {
+    /// The outcome of [`RevocationStore::is_revoked`]: known now or after I/O.
+    #[must_use]
+    pub struct Lookup(Result<bool, StoreError>), "answer";
 }
 
 /// A boxed future of a store write.

@@ -1,14 +1,10 @@
 use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, BuildHasherDefault};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::UNIX_EPOCH;
 
 use super::quota::{Decision, Quota, gcra};
 use crate::clock::{Clock, SystemClock};
-use crate::maybe_ready::MaybeReady;
 
 /// A store failed to decide (Redis down, timed out…). Never holds token material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,45 +25,10 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// The outcome of [`RateLimitStore::check`]: known now (memory) or a future (Redis).
-#[must_use]
-pub struct Check(MaybeReady<Result<Decision, StoreError>>);
-
-impl Check {
-    /// A decision known at once.
-    pub fn ready(result: Result<Decision, StoreError>) -> Self {
-        Self(MaybeReady::ready(result))
-    }
-
-    /// A decision that needs I/O.
-    pub fn pending(
-        fut: impl Future<Output = Result<Decision, StoreError>> + Send + 'static,
-    ) -> Self {
-        Self(MaybeReady::pending(fut))
-    }
-
-    /// The decision if already known, else `Err(self)`.
-    pub fn into_ready(self) -> Result<Result<Decision, StoreError>, Self> {
-        self.0.into_ready().map_err(Self)
-    }
-}
-
-impl fmt::Debug for Check {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_ready() {
-            "Check::Ready"
-        } else {
-            "Check::Pending"
-        })
-    }
-}
-
-impl Future for Check {
-    type Output = Result<Decision, StoreError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll(cx)
-    }
+crate::maybe_ready::maybe_ready_type! {
+    /// The outcome of [`RateLimitStore::check`]: known now (memory) or a future (Redis).
+    #[must_use]
+    pub struct Check(Result<Decision, StoreError>), "decision";
 }
 
 /// Where limiter state lives. `key` is already namespaced and derived from verified data

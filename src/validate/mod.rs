@@ -29,12 +29,9 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use crate::extract::BearerToken;
-use crate::maybe_ready::MaybeReady;
 use crate::principal::Principal;
 use crate::reject::AuthError;
 
@@ -48,46 +45,10 @@ pub use jwt::{Jwt, JwtBuilder};
 pub use multi::{MultiIssuer, MultiIssuerBuilder};
 pub use static_tokens::{StaticTokens, StaticTokensBuilder};
 
-/// The outcome of [`Authenticator::authenticate`]: ready now, or a future.
-#[must_use = "an Authentication does nothing unless polled"]
-pub struct Authentication(MaybeReady<Result<Principal, AuthError>>);
-
-impl Authentication {
-    /// An outcome known at once.
-    pub fn ready(result: Result<Principal, AuthError>) -> Self {
-        Self(MaybeReady::ready(result))
-    }
-
-    /// An outcome that needs I/O.
-    pub fn pending<F>(future: F) -> Self
-    where
-        F: Future<Output = Result<Principal, AuthError>> + Send + 'static,
-    {
-        Self(MaybeReady::pending(future))
-    }
-
-    /// The outcome if it is already known, or `Err(self)` when it must be awaited.
-    pub fn into_ready(self) -> Result<Result<Principal, AuthError>, Self> {
-        self.0.into_ready().map_err(Self)
-    }
-}
-
-impl fmt::Debug for Authentication {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_ready() {
-            "Authentication::Ready"
-        } else {
-            "Authentication::Pending"
-        })
-    }
-}
-
-impl Future for Authentication {
-    type Output = Result<Principal, AuthError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.poll(cx)
-    }
+crate::maybe_ready::maybe_ready_type! {
+    /// The outcome of [`Authenticator::authenticate`]: ready now, or a future.
+    #[must_use = "an Authentication does nothing unless polled"]
+    pub struct Authentication(Result<Principal, AuthError>), "outcome";
 }
 
 /// Verifies a bearer token and says who it belongs to.

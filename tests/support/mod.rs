@@ -10,6 +10,8 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
 use tower_bearer::{BearerAuthLayer, Principal};
 
+pub mod keys;
+
 /// The realm the tests configure.
 pub const REALM: &str = "test";
 

@@ -80,6 +80,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use common::{Cli, DevMode, REALM};
 use serde_json::{Value, json};
+use tower::ServiceBuilder;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations, RedisRevocations, Revocation};
 use tower_bearer::rate_limit::Quota;
 use tower_bearer::scope::ScopeGuardLayer;
@@ -426,7 +427,7 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
 
     // Scope guards run after the bearer layer (they read its `Principal`) and before the
     // handlers, so a request lacking a scope never reaches a handler or has its body read.
-    let mut protected = Router::new()
+    let protected = Router::new()
         .route("/me", get(me))
         // The handler of `/health` behind the whole stack: the load test's protected route.
         .route("/ping", get(health))
@@ -442,15 +443,16 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
         )
         .route("/revoke", post(revoke).route_layer(guard("admin")))
         .with_state(state);
-    // The limit sits inside the bearer layer: it counts verified callers only.
-    if let Some(limit) = common::rate_limit(&opts).await? {
-        protected = protected.layer(limit);
-    }
     let mut bearer = BearerAuthLayer::new(lifecycle).realm(REALM);
     if let Some(constraints) = common::sender_constraints(&opts).await? {
         bearer = bearer.sender_constraints(constraints);
     }
-    let protected = protected.layer(bearer);
+    // One stack, applied once: the limit sits inside the bearer layer (it counts verified
+    // callers only), and axum wraps the routes once rather than once per layer.
+    let protected = match common::rate_limit(&opts).await? {
+        Some(limit) => protected.layer(ServiceBuilder::new().layer(bearer).layer(limit)),
+        None => protected.layer(bearer),
+    };
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 

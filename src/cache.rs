@@ -3,16 +3,20 @@
 //!
 //! [`Jwt`](crate::validate::Jwt) keeps each verified [`Principal`] together with a copy of the
 //! whole token, the key set that verified it and the instant its `exp` (plus leeway) passes.
-//! Entries are found by a fast keyed hash of the token (foldhash, seeded at random per cache,
-//! so nobody can aim collisions at it) and confirmed by comparing the whole token, so a token
-//! differing in any byte can never hit. A hit re-checks that expiry against the
+//! Entries are found by a fast keyed hash of the token's length and its last 64 bytes (the
+//! signature, which differs between any two tokens an issuer signs; foldhash, seeded at random
+//! per cache, so nobody can aim collisions at it) and confirmed by comparing the whole token,
+//! so a token differing in any byte can never hit. A hit re-checks that expiry against the
 //! authenticator's clock and that the key set is still the current one (a key rotation or
 //! removal re-verifies every token); the checks that can change after verification
 //! (revocation, idle limits) live in [`Lifecycle`](crate::lifecycle::Lifecycle), outside the
 //! cache, and run on every request.
 //!
 //! Only verified tokens are cached, so attackers cannot fill it with forgeries; it is bounded
-//! in entries (default 10,000) and each entry leaves when its token expires. An entry holds
+//! in entries (default 10,000, evicted by S3-FIFO through `quick_cache`, which answers a hit
+//! with one read lock on one shard). An expired entry is never served: a lookup that finds
+//! one removes it, and a sweep on insertion drops every expired entry at most a minute after
+//! its token expires. An entry holds
 //! the token and its claims, so the cache's memory is at most about the number of entries
 //! times twice the largest token the [extractor](crate::extract::Extractor) admits (8 KiB by
 //! default); with typical 1 KiB tokens, 10,000 entries take about 20 MiB.
@@ -31,13 +35,12 @@
 //! ```
 
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use std::hash::BuildHasher;
 
 use crate::clock::Clock;
+use crate::hash::PreHashed;
 use crate::principal::Principal;
 
 /// The default number of tokens the cache keeps.
@@ -46,7 +49,7 @@ pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
 /// What the cache holds per token, shared (a lookup clones an `Arc`, not the token).
 struct Entry {
     /// The whole token, compared on every hit.
-    token: Box<str>,
+    token: Box<[u8]>,
     principal: Principal,
     /// Unix seconds after which the token is expired (`exp` + leeway).
     valid_until: f64,
@@ -66,28 +69,55 @@ pub struct CacheStats {
     pub entries: u64,
 }
 
-struct ExpireAtValidUntil(Arc<dyn Clock>);
+/// How often an insertion sweeps out expired entries, in seconds.
+const SWEEP_EVERY: f64 = 60.0;
 
-impl moka::Expiry<u64, Arc<Entry>> for ExpireAtValidUntil {
-    fn expire_after_create(
-        &self,
-        _k: &u64,
-        e: &Arc<Entry>,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        let left = (e.valid_until - self.0.unix_seconds()).clamp(0.0, 366.0 * 86_400.0);
-        Some(Duration::from_secs_f64(left))
-    }
-}
+type Map = quick_cache::sync::Cache<
+    u64,
+    Arc<Entry>,
+    quick_cache::UnitWeighter,
+    PreHashed,
+    quick_cache::sync::DefaultLifecycle<u64, Arc<Entry>>,
+>;
 
 /// The cache; see the [module docs](self).
 pub(crate) struct TokenCache {
-    map: moka::sync::Cache<u64, Arc<Entry>>,
+    map: Map,
     /// Seeded at random per cache: the slot of a token cannot be predicted from outside.
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Unix seconds of the next sweep of expired entries (an `f64`'s bits).
+    next_sweep: AtomicU64,
+    hits: StripedCounter,
+    misses: StripedCounter,
+}
+
+/// A counter that threads add to on separate cache lines: one shared atomic would move
+/// between cores on every hit, which under load costs more than the lookup itself.
+#[derive(Default)]
+struct StripedCounter([PaddedCounter; STRIPES]);
+
+const STRIPES: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedCounter(AtomicU64);
+
+impl StripedCounter {
+    fn add_one(&self) {
+        thread_local! {
+            static STRIPE: usize = {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                (NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES as u64) as usize
+            };
+        }
+        let i = STRIPE.with(|i| *i);
+        self.0[i].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 impl fmt::Debug for TokenCache {
@@ -100,46 +130,74 @@ impl fmt::Debug for TokenCache {
 
 impl TokenCache {
     pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> Self {
+        let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let next_sweep = clock.unix_seconds() + SWEEP_EVERY;
         Self {
-            map: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(ExpireAtValidUntil(clock.clone()))
-                .build(),
+            map: Map::with(
+                items,
+                capacity.max(1),
+                quick_cache::UnitWeighter,
+                PreHashed::default(),
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
             hasher: foldhash::quality::RandomState::default(),
             clock,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            next_sweep: AtomicU64::new(next_sweep.to_bits()),
+            hits: StripedCounter::default(),
+            misses: StripedCounter::default(),
         }
     }
 
     /// The slot of `token`: pass it to [`get`](Self::get) and [`insert`](Self::insert).
-    pub(crate) fn key(&self, token: &str) -> u64 {
-        self.hasher.hash_one(token.as_bytes())
+    ///
+    /// Only the length and the last 64 bytes are hashed: a JWT ends with its signature, so
+    /// two tokens that share them are either the same token or a forgery, and the full
+    /// comparison in [`get`](Self::get) tells which (a forgery reaching a slot only costs a
+    /// miss, as any other forgery does).
+    pub(crate) fn key(&self, token: &[u8]) -> u64 {
+        let tail = &token[token.len().saturating_sub(64)..];
+        self.hasher.hash_one((token.len(), tail))
     }
 
     /// The cached principal, if this very token is cached, unexpired and was verified by
-    /// `key_set`.
-    pub(crate) fn get(&self, key: u64, token: &str, key_set: u64) -> Option<Principal> {
-        let hit = self
-            .map
-            .get(&key)
-            .filter(|e| {
-                // The hash finds the slot; only the whole token proves it is this token. A
-                // plain comparison is safe: reaching another token's entry at all needs a
-                // collision of a 64-bit hash under a secret seed.
-                *e.token == *token
-                    && e.key_set == key_set
-                    && self.clock.unix_seconds() < e.valid_until
-            })
-            .map(|e| e.principal.clone());
-        let counter = if hit.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::jwt_cache(hit.is_some());
+    /// `key_set`; counts a hit or a miss.
+    pub(crate) fn get(&self, key: u64, token: &[u8], key_set: u64) -> Option<Principal> {
+        let hit = self.lookup(key, token, key_set);
+        self.count(hit.is_some());
         hit
+    }
+
+    /// [`get`](Self::get) that counts only a hit: for a first look whose miss is followed by
+    /// a [`get`](Self::get) of the same token.
+    pub(crate) fn get_hit(&self, token: &[u8], key_set: u64) -> Option<Principal> {
+        let hit = self.lookup(self.key(token), token, key_set)?;
+        self.count(true);
+        Some(hit)
+    }
+
+    fn lookup(&self, key: u64, token: &[u8], key_set: u64) -> Option<Principal> {
+        let entry = self.map.get(&key)?;
+        // The hash finds the slot; only the whole token proves it is this token. A plain
+        // (variable-time) comparison is safe: reaching an entry at all takes its token's
+        // length and last 64 bytes (or a 64-bit collision under a secret seed), and whoever
+        // has seen a token's signature has seen the whole token.
+        if *entry.token != *token || entry.key_set != key_set {
+            return None;
+        }
+        if self.clock.unix_seconds() >= entry.valid_until {
+            self.map.remove(&key);
+            return None;
+        }
+        Some(entry.principal.clone())
+    }
+
+    fn count(&self, hit: bool) {
+        if hit {
+            self.hits.add_one();
+        } else {
+            self.misses.add_one();
+        }
+        crate::metrics::jwt_cache(hit);
     }
 
     pub(crate) fn insert(
@@ -151,19 +209,116 @@ impl TokenCache {
         key_set: u64,
     ) {
         let entry = Entry {
-            token: token.into(),
+            token: token.as_bytes().into(),
             principal,
             valid_until,
             key_set,
         };
         self.map.insert(key, Arc::new(entry));
+        self.sweep_if_due();
+    }
+
+    /// Drops every expired entry, at most once a minute (one insertion does it).
+    fn sweep_if_due(&self) {
+        let now = self.clock.unix_seconds();
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        if now < f64::from_bits(due)
+            || self
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    (now + SWEEP_EVERY).to_bits(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        self.map.retain(|_, e| now < e.valid_until);
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            entries: self.map.entry_count(),
+            hits: self.hits.sum(),
+            misses: self.misses.sum(),
+            entries: self.map.len() as u64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::principal::TokenFingerprint;
+
+    fn principal() -> Principal {
+        let claims = serde_json::json!({"sub": "alice"});
+        Principal::from_claims(
+            claims.as_object().unwrap().clone(),
+            TokenFingerprint::of_bytes(b"t"),
+        )
+        .unwrap()
+    }
+
+    fn put(cache: &TokenCache, token: &[u8], valid_until: f64) {
+        let token = std::str::from_utf8(token).unwrap();
+        cache.insert(
+            cache.key(token.as_bytes()),
+            token,
+            principal(),
+            valid_until,
+            1,
+        );
+    }
+
+    #[test]
+    fn a_hit_needs_the_same_bytes_the_same_key_set_and_time_left() {
+        let clock = ManualClock::at_unix(1_000);
+        let cache = TokenCache::new(10, Arc::new(clock.clone()));
+        let token = b"header.payload.signature-that-is-longer-than-sixty-four-bytes-0123456789";
+        put(&cache, token, 1_010.0);
+        assert!(cache.get_hit(token, 1).is_some());
+        // Same length and last 64 bytes: the same slot, but not the same token.
+        let mut twin = token.to_vec();
+        twin[0] = b'H';
+        assert_eq!(cache.key(&twin), cache.key(token));
+        assert!(cache.get_hit(&twin, 1).is_none());
+        assert!(cache.get_hit(token, 2).is_none(), "another key set");
+        clock.advance(Duration::from_secs(10));
+        assert!(cache.get_hit(token, 1).is_none(), "expired");
+        assert_eq!(
+            cache.stats().entries,
+            0,
+            "an expired entry found is removed"
+        );
+        assert_eq!(cache.stats().hits, 1);
+    }
+
+    #[test]
+    fn expired_entries_are_swept_within_a_minute() {
+        let clock = ManualClock::at_unix(1_000);
+        let cache = TokenCache::new(100, Arc::new(clock.clone()));
+        for i in 0..20 {
+            put(&cache, format!("short-lived-{i}").as_bytes(), 1_005.0);
+        }
+        put(&cache, b"long-lived", 5_000.0);
+        assert_eq!(cache.stats().entries, 21);
+        clock.advance(Duration::from_secs(61));
+        put(&cache, b"another", 5_000.0);
+        assert_eq!(cache.stats().entries, 2);
+        assert!(cache.get_hit(b"long-lived", 1).is_some());
+    }
+
+    #[test]
+    fn entries_are_bounded() {
+        let cache = TokenCache::new(50, Arc::new(ManualClock::at_unix(1_000)));
+        for i in 0..1_000 {
+            put(&cache, format!("token-{i}").as_bytes(), 5_000.0);
+        }
+        assert!(cache.stats().entries <= 50, "{:?}", cache.stats());
     }
 }

@@ -29,6 +29,7 @@
 //! );
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use http::header::{AUTHORIZATION, COOKIE};
@@ -193,22 +194,31 @@ impl Extractor {
         req: &Request<B>,
         dpop: bool,
     ) -> Result<Option<BearerToken>, AuthError> {
-        let mut found: Option<BearerToken> = None;
-        let mut put = |token: BearerToken| -> Result<(), AuthError> {
-            if found.is_some() {
-                return Err(AuthErrorKind::MultipleCredentials.into());
-            }
-            found = Some(token);
-            Ok(())
-        };
+        match self.locate(req, dpop)? {
+            Some(found) => self.check(found).map(Some),
+            None => Ok(None),
+        }
+    }
 
+    /// Finds the one credential without checking or copying it (see [`Extractor::check`]):
+    /// `Ok(None)` when there is none, an error when there are several (after checking them,
+    /// so a malformed credential is reported as such first).
+    pub(crate) fn locate<'r, B>(
+        &self,
+        req: &'r Request<B>,
+        dpop: bool,
+    ) -> Result<Option<Located<'r>>, AuthError> {
+        let mut found: Option<Located<'r>> = None;
         let mut authz = req.headers().get_all(AUTHORIZATION).iter();
         if let Some(value) = authz.next() {
             if authz.next().is_some() {
                 return Err(AuthErrorKind::MultipleCredentials.into());
             }
-            if let Some((token, scheme)) = self.parse_authorization(value.as_bytes(), dpop)? {
-                put(BearerToken::new(token, TokenSource::Authorization).with_scheme(scheme))?;
+            if let Some((token, scheme)) = parse_authorization(value.as_bytes(), dpop) {
+                self.put(
+                    &mut found,
+                    Located::new(token, TokenSource::Authorization, scheme),
+                )?;
             }
         }
 
@@ -216,10 +226,14 @@ impl Extractor {
             let mut values = req.headers().get_all(name).iter();
             if let Some(value) = values.next() {
                 if values.next().is_some() {
+                    self.check_first(found.as_ref())?;
                     return Err(AuthErrorKind::MultipleCredentials.into());
                 }
-                let token = self.check_token(trim_ows(value.as_bytes()))?;
-                put(BearerToken::new(token, TokenSource::Header))?;
+                let token = trim_ows(value.as_bytes());
+                self.put(
+                    &mut found,
+                    Located::new(token, TokenSource::Header, AuthScheme::Bearer),
+                )?;
             }
         }
 
@@ -237,8 +251,10 @@ impl Extractor {
                     if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
                         value = &value[1..value.len() - 1];
                     }
-                    let token = self.check_token(value)?;
-                    put(BearerToken::new(token, TokenSource::Cookie))?;
+                    self.put(
+                        &mut found,
+                        Located::new(value, TokenSource::Cookie, AuthScheme::Bearer),
+                    )?;
                 }
             }
         }
@@ -252,49 +268,115 @@ impl Extractor {
                     continue;
                 }
                 if v.len() > self.max_len.saturating_mul(3) {
+                    self.check_first(found.as_ref())?;
                     return Err(AuthErrorKind::TokenTooLarge.into());
                 }
                 let decoded = percent_encoding::percent_decode_str(v).collect::<Vec<u8>>();
-                let token = self.check_token(&decoded)?;
-                put(BearerToken::new(token, TokenSource::Query))?;
+                self.put(
+                    &mut found,
+                    Located {
+                        raw: Cow::Owned(decoded),
+                        source: TokenSource::Query,
+                        scheme: AuthScheme::Bearer,
+                    },
+                )?;
             }
         }
 
         Ok(found)
     }
 
-    /// Parses one `Authorization` value: `Ok(None)` for another scheme.
-    fn parse_authorization(
-        &self,
-        value: &[u8],
-        dpop: bool,
-    ) -> Result<Option<(String, AuthScheme)>, AuthError> {
-        let value = trim_ows(value);
-        let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
-            Some(i) => (&value[..i], &value[i..]),
-            None => (value, &value[value.len()..]),
-        };
-        let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
-            AuthScheme::Bearer
-        } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
-            AuthScheme::Dpop
-        } else {
-            return Ok(None);
-        };
-        let token = trim_ows(rest);
-        self.check_token(token).map(|t| Some((t, scheme)))
+    /// Whether `raw` is within the size cap (a credential [located](Self::locate) but not
+    /// yet [checked](Self::check)).
+    pub(crate) fn admits_len(&self, raw: &[u8]) -> bool {
+        raw.len() <= self.max_len
     }
 
-    fn check_token(&self, token: &[u8]) -> Result<String, AuthError> {
+    /// Checks a located credential (size cap, then the `b64token` charset) and copies it.
+    pub(crate) fn check(&self, found: Located<'_>) -> Result<BearerToken, AuthError> {
+        self.check_bytes(&found.raw)?;
+        // b64token is ASCII, so this cannot fail.
+        let value = String::from_utf8(found.raw.into_owned())
+            .map_err(|_| AuthError::from(AuthErrorKind::MalformedCredentials))?;
+        Ok(BearerToken::new(value, found.source).with_scheme(found.scheme))
+    }
+
+    /// Keeps the first credential; a second one is an error (after checking both).
+    fn put<'r>(&self, found: &mut Option<Located<'r>>, next: Located<'r>) -> Result<(), AuthError> {
+        if let Some(first) = found {
+            self.check_bytes(&first.raw)?;
+            self.check_bytes(&next.raw)?;
+            return Err(AuthErrorKind::MultipleCredentials.into());
+        }
+        *found = Some(next);
+        Ok(())
+    }
+
+    /// An error found in an earlier credential takes precedence over a later one.
+    fn check_first(&self, found: Option<&Located<'_>>) -> Result<(), AuthError> {
+        found.map_or(Ok(()), |f| self.check_bytes(&f.raw))
+    }
+
+    fn check_bytes(&self, token: &[u8]) -> Result<(), AuthError> {
         if token.len() > self.max_len {
             return Err(AuthErrorKind::TokenTooLarge.into());
         }
         if !is_b64token(token) {
             return Err(AuthErrorKind::MalformedCredentials.into());
         }
-        // b64token is ASCII, so this cannot fail.
-        String::from_utf8(token.to_vec()).map_err(|_| AuthErrorKind::MalformedCredentials.into())
+        Ok(())
     }
+}
+
+/// A credential found in a request, neither checked nor copied yet: the bearer layer first
+/// asks the authenticator's cache about these bytes, so a token seen before is never copied
+/// or scanned again (a cached token passed every check when it was first seen).
+pub(crate) struct Located<'r> {
+    raw: Cow<'r, [u8]>,
+    source: TokenSource,
+    scheme: AuthScheme,
+}
+
+impl<'r> Located<'r> {
+    fn new(raw: &'r [u8], source: TokenSource, scheme: AuthScheme) -> Self {
+        Self {
+            raw: Cow::Borrowed(raw),
+            source,
+            scheme,
+        }
+    }
+
+    /// The credential's bytes, unchecked.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Where it was found.
+    pub(crate) fn source(&self) -> TokenSource {
+        self.source
+    }
+
+    /// The scheme it came with.
+    pub(crate) fn scheme(&self) -> AuthScheme {
+        self.scheme
+    }
+}
+
+/// Parses one `Authorization` value: the token and its scheme, `None` for another scheme.
+fn parse_authorization(value: &[u8], dpop: bool) -> Option<(&[u8], AuthScheme)> {
+    let value = trim_ows(value);
+    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
+        Some(i) => (&value[..i], &value[i..]),
+        None => (value, &value[value.len()..]),
+    };
+    let scheme = if scheme.eq_ignore_ascii_case(b"bearer") {
+        AuthScheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case(b"dpop") {
+        AuthScheme::Dpop
+    } else {
+        return None;
+    };
+    Some((trim_ows(rest), scheme))
 }
 
 fn trim_ows(mut s: &[u8]) -> &[u8] {

@@ -45,6 +45,7 @@ pub mod dpop;
 pub mod error;
 pub mod extract;
 mod guard;
+mod hash;
 mod json;
 pub mod keys;
 pub mod lifecycle;

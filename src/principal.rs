@@ -19,7 +19,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
@@ -168,8 +168,34 @@ struct Inner {
     expires_at: Option<SystemTime>,
     issued_at: Option<SystemTime>,
     key_id: Option<Box<str>>,
-    fingerprint: TokenFingerprint,
+    fingerprint: Fingerprint,
     claims: Arc<Map<String, Value>>,
+    /// The revocation-store keys of this principal, derived once (each is a SHA-256): a
+    /// cached principal serves every request its token makes.
+    revocation_keys: OnceLock<[Option<[u8; 16]>; 3]>,
+}
+
+/// A principal's fingerprint: given, or computed from the JWT's signing input on first use (a
+/// SHA-256 costs about as much as an HMAC check, and most requests never need it).
+enum Fingerprint {
+    Known(TokenFingerprint),
+    Lazy {
+        /// `base64url(header) "." base64url(payload)`: claims, no signature, no credential.
+        signing_input: Box<[u8]>,
+        computed: OnceLock<TokenFingerprint>,
+    },
+}
+
+impl Fingerprint {
+    fn get(&self) -> TokenFingerprint {
+        match self {
+            Fingerprint::Known(f) => *f,
+            Fingerprint::Lazy {
+                signing_input,
+                computed,
+            } => *computed.get_or_init(|| TokenFingerprint::of_signing_input(signing_input)),
+        }
+    }
 }
 
 /// The verified caller: who the token says it is, once the token has been verified.
@@ -199,6 +225,30 @@ impl Principal {
     pub(crate) fn from_claims_with_kid(
         claims: Map<String, Value>,
         fingerprint: TokenFingerprint,
+        key_id: Option<&str>,
+        scope_claim: &ScopeClaim,
+    ) -> Result<Self, AuthError> {
+        Self::build(claims, Fingerprint::Known(fingerprint), key_id, scope_claim)
+    }
+
+    /// A principal from a verified JWT, its fingerprint computed from `signing_input` only
+    /// if asked for.
+    pub(crate) fn from_jwt_claims(
+        claims: Map<String, Value>,
+        signing_input: &[u8],
+        key_id: Option<&str>,
+        scope_claim: &ScopeClaim,
+    ) -> Result<Self, AuthError> {
+        let fingerprint = Fingerprint::Lazy {
+            signing_input: signing_input.into(),
+            computed: OnceLock::new(),
+        };
+        Self::build(claims, fingerprint, key_id, scope_claim)
+    }
+
+    fn build(
+        claims: Map<String, Value>,
+        fingerprint: Fingerprint,
         key_id: Option<&str>,
         scope_claim: &ScopeClaim,
     ) -> Result<Self, AuthError> {
@@ -237,7 +287,16 @@ impl Principal {
             key_id: key_id.map(Into::into),
             fingerprint,
             claims: Arc::new(claims),
+            revocation_keys: OnceLock::new(),
         })))
+    }
+
+    /// The revocation-store keys, derived by `derive` on first use.
+    pub(crate) fn revocation_keys(
+        &self,
+        derive: impl FnOnce(&Self) -> [Option<[u8; 16]>; 3],
+    ) -> [Option<[u8; 16]>; 3] {
+        *self.0.revocation_keys.get_or_init(|| derive(self))
     }
 
     /// The subject (`sub`).
@@ -282,7 +341,7 @@ impl Principal {
 
     /// The token's fingerprint (safe to log).
     pub fn fingerprint(&self) -> TokenFingerprint {
-        self.0.fingerprint
+        self.0.fingerprint.get()
     }
 
     /// All verified claims.
@@ -310,7 +369,7 @@ impl fmt::Debug for Principal {
             .field("token_id", &self.0.token_id)
             .field("issuer", &self.0.issuer)
             .field("expires_at", &self.0.expires_at)
-            .field("fingerprint", &self.0.fingerprint)
+            .field("fingerprint", &self.0.fingerprint.get())
             .finish_non_exhaustive()
     }
 }

@@ -532,6 +532,22 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_MESSAGE_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b'%');
 
 impl Renderer {
+    /// Whether this renders exactly as [`Renderer::default`] does.
+    pub(crate) fn is_default(&self) -> bool {
+        &*self.realm == "api" && self.body.is_none() && self.dpop_algs.is_none()
+    }
+
+    /// Makes `self` the renderer of the guards inside the layer, through the request
+    /// extensions. The default one is what they use when there is none, so it is not stored
+    /// (one extension fewer per request), only any outer layer's taken out.
+    pub(crate) fn install<B>(&self, req: &mut http::Request<B>) {
+        if !self.is_default() {
+            req.extensions_mut().insert(self.clone());
+        } else if req.extensions().get::<Renderer>().is_some() {
+            req.extensions_mut().remove::<Renderer>();
+        }
+    }
+
     /// A renderer whose challenges name `realm`.
     pub fn new(realm: impl Into<String>) -> Self {
         Self {

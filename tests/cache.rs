@@ -5,9 +5,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{REALM, bearer, send};
+use support::{REALM, bearer, get, send};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::clock::ManualClock;
+use tower_bearer::extract::Extractor;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations};
 use tower_bearer::testing::TestIssuer;
 use tower_bearer::validate::Jwt;
@@ -38,7 +39,9 @@ async fn a_reused_token_hits_and_any_changed_byte_misses() {
     }
     let s = jwt.cache_stats().unwrap();
     assert_eq!((s.hits, s.misses), (2, 1));
-    // Every single-byte change is a different cache key: never a hit, always re-verified.
+    // Every single-byte change misses and is re-verified. A change before the last 64 bytes
+    // keeps the token's slot (the slot hashes the length and the tail), so this also checks
+    // that a hit takes the whole token.
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     for at in (0..t.len()).step_by(7) {
         let mut bytes = t.as_bytes().to_vec();
@@ -106,4 +109,69 @@ fn the_cache_can_be_turned_off() {
         .build()
         .unwrap();
     assert!(jwt.cache_stats().is_none());
+}
+
+#[tokio::test]
+async fn a_cached_token_still_passes_every_extractor_check() {
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap();
+    let open = BearerAuthLayer::new(jwt.clone()).realm(REALM);
+    let t = token(T + 600, "d");
+    send(&open, bearer(&t)).await.assert_ok();
+    send(&open, bearer(&t)).await.assert_ok();
+    // Any spelling of the scheme and spacing finds the cached token.
+    let hits = jwt.cache_stats().unwrap().hits;
+    send(&open, get(Some(&format!("bEaReR   {t}  "))))
+        .await
+        .assert_ok();
+    assert_eq!(jwt.cache_stats().unwrap().hits, hits + 1);
+
+    // Another layer sharing the authenticator (and so the cache) keeps its own size cap...
+    let small = BearerAuthLayer::new(jwt.clone())
+        .realm(REALM)
+        .extractor(Extractor::new().max_token_len(t.len() - 1));
+    send(&small, bearer(&t))
+        .await
+        .assert_invalid_request("token too large");
+    // ...and still refuses a second credential beside a cached one.
+    let cookies = BearerAuthLayer::new(jwt.clone())
+        .realm(REALM)
+        .extractor(Extractor::new().cookie("session"));
+    let mut req = bearer(&t);
+    req.headers_mut()
+        .insert("cookie", format!("session={t}").parse().unwrap());
+    send(&cookies, req)
+        .await
+        .assert_invalid_request("more than one credential");
+    // A cached token in the cookie alone is a hit like any other.
+    let hits = jwt.cache_stats().unwrap().hits;
+    let mut req = get(None);
+    req.headers_mut()
+        .insert("cookie", format!("session={t}").parse().unwrap());
+    send(&cookies, req).await.assert_ok();
+    assert_eq!(jwt.cache_stats().unwrap().hits, hits + 1);
+}
+
+#[tokio::test]
+async fn the_principal_of_a_hit_carries_the_tokens_fingerprint() {
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap();
+    let l = BearerAuthLayer::new(jwt.clone()).realm(REALM);
+    let t = token(T + 600, "e");
+    let signing_input = &t[..t.rfind('.').unwrap()];
+    let expected =
+        tower_bearer::principal::TokenFingerprint::of_signing_input(signing_input.as_bytes());
+    let first = send(&l, bearer(&t)).await.assert_ok().clone();
+    let again = send(&l, bearer(&t)).await.assert_ok().clone();
+    assert_eq!(first.fingerprint(), expected);
+    assert_eq!(again.fingerprint(), expected);
+    assert_eq!(jwt.cache_stats().unwrap().hits, 1);
 }

@@ -390,3 +390,30 @@ fn policies_parse_from_configuration_text() {
     assert!("items:write AND".parse::<ScopePolicy>().is_err());
     assert!(ScopeGuardLayer::parse("(unbalanced").is_err());
 }
+
+/// A guard renders with the realm of the nearest bearer layer around it, also when that layer
+/// keeps the default realm inside another layer with its own.
+#[tokio::test]
+async fn a_guard_answers_in_the_realm_of_the_nearest_bearer_layer() {
+    let token = with_scope("items:read");
+    let guarded = |inner: BearerAuthLayer| {
+        Router::new()
+            .route(
+                "/admin",
+                get(|| async { "never" }).route_layer(ScopeGuardLayer::parse("admin").unwrap()),
+            )
+            .layer(inner)
+    };
+    let realm_of = |out: &Out| {
+        assert_eq!(out.status, StatusCode::FORBIDDEN, "{}", out.body);
+        out.challenge.clone()
+    };
+    let custom = guarded(BearerAuthLayer::new(base().build().unwrap()).realm("inner"));
+    let out = call(custom, "GET", "/admin", Some(&token)).await;
+    assert!(realm_of(&out).starts_with(r#"Bearer realm="inner""#));
+
+    let default_inside_custom = guarded(BearerAuthLayer::new(base().build().unwrap()))
+        .layer(BearerAuthLayer::new(base().build().unwrap()).realm("outer"));
+    let out = call(default_inside_custom, "GET", "/admin", Some(&token)).await;
+    assert!(realm_of(&out).starts_with(r#"Bearer realm="api""#));
+}

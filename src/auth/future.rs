@@ -159,7 +159,7 @@ where
                         Ok(verified) => {
                             audit::allowed(&verified.principal, start.elapsed());
                             let nonce = verified.apply(&mut req);
-                            req.extensions_mut().insert(shared.renderer.clone());
+                            shared.renderer.install(&mut req);
                             let fut = inner.call(req);
                             this.state.set(State::Calling { fut, nonce });
                         }

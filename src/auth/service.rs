@@ -11,6 +11,7 @@ use super::future::Pending;
 use super::layer::Shared;
 use crate::audit;
 use crate::body::AuthBody;
+use crate::extract::AuthScheme;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
 use crate::sender::SenderConstraints;
 
@@ -75,33 +76,55 @@ where
             .sender
             .as_ref()
             .is_some_and(SenderConstraints::accepts_dpop);
-        let token = match self.shared.extractor.extract_with(&req, dpop) {
-            Ok(Some(token)) => token,
+        let extractor = &self.shared.extractor;
+        let found = match extractor.locate(&req, dpop) {
+            Ok(Some(found)) => found,
             Ok(None) => return self.reject(AuthErrorKind::MissingCredentials.into(), grpc, start),
             Err(e) => return self.reject(e, grpc, start),
+        };
+        let source = found.source();
+        // A token seen before: its verification comes from the authenticator's cache, before
+        // any scan or copy of the credential. With sender constraints every request carries
+        // its own proof, so it takes the full path.
+        let cached = if self.shared.sender.is_none()
+            && found.scheme() == AuthScheme::Bearer
+            && extractor.admits_len(found.raw())
+        {
+            self.shared.authenticator.authenticate_cached(found.raw())
+        } else {
+            None
+        };
+        let verification = match cached {
+            Some(authentication) => Pending::Plain(authentication),
+            None => {
+                let token = match extractor.check(found) {
+                    Ok(token) => token,
+                    Err(e) => return self.reject(e, grpc, start),
+                };
+                // Sender constraints: the DPoP proof is checked before the token is verified,
+                // the binding (`cnf`), policy and replay check after.
+                match &self.shared.sender {
+                    None => Pending::Plain(self.shared.authenticator.authenticate(&token)),
+                    Some(sender) => match sender.precheck(&req, &token) {
+                        Ok(pre) => Pending::Constrained(
+                            sender.verify(pre, self.shared.authenticator.authenticate(&token)),
+                        ),
+                        Err(e) => return self.reject(e, grpc, start),
+                    },
+                }
+            }
         };
         crate::network::protect_credentials(
             &mut req,
             &self.shared.extractor,
             self.shared.strip_credentials,
-            token.source(),
+            source,
         );
-        // Sender constraints: the DPoP proof is checked before the token is verified, the
-        // binding (`cnf`), policy and replay check after.
-        let verification = match &self.shared.sender {
-            None => Pending::Plain(self.shared.authenticator.authenticate(&token)),
-            Some(sender) => match sender.precheck(&req, &token) {
-                Ok(pre) => Pending::Constrained(
-                    sender.verify(pre, self.shared.authenticator.authenticate(&token)),
-                ),
-                Err(e) => return self.reject(e, grpc, start),
-            },
-        };
         match verification.into_ready() {
             Ok(Ok(verified)) => {
                 audit::allowed(&verified.principal, start.elapsed());
                 let nonce = verified.apply(&mut req);
-                req.extensions_mut().insert(self.shared.renderer.clone());
+                self.shared.renderer.install(&mut req);
                 // Drive the instance that `poll_ready` made ready; leave a fresh clone behind.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);

@@ -329,7 +329,20 @@ impl Lifecycle {
 
 impl Authenticator for Lifecycle {
     fn authenticate(&self, token: &BearerToken) -> Authentication {
-        match self.inner.auth.authenticate(token).into_ready() {
+        self.then_after(self.inner.auth.authenticate(token))
+    }
+
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        // A cached verification still goes through every lifecycle check.
+        let verified = self.inner.auth.authenticate_cached(credential)?;
+        Some(self.then_after(verified))
+    }
+}
+
+impl Lifecycle {
+    /// [`after`](Self::after), once `verified` answers.
+    fn then_after(&self, verified: Authentication) -> Authentication {
+        match verified.into_ready() {
             Ok(Ok(p)) => self.after(p),
             Ok(Err(e)) => Authentication::ready(Err(e)),
             Err(pending) => {

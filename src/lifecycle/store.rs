@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -57,13 +58,16 @@ impl Revocation {
 
 /// The three keys a principal is checked under: its token id, its fingerprint, its subject.
 /// Each is a digest, so no store ever holds a subject or token id in clear, let alone a token.
+/// Derived once per principal, which the token cache shares across requests.
 pub(crate) fn keys_of(p: &Principal) -> [Option<[u8; 16]>; 3] {
-    let iss = p.issuer().unwrap_or("");
-    [
-        p.token_id().map(|j| digest(&["t", j])),
-        Some(digest(&["f", &p.fingerprint().to_string()])),
-        p.subject().map(|s| digest(&["s", iss, s])),
-    ]
+    p.revocation_keys(|p| {
+        let iss = p.issuer().unwrap_or("");
+        [
+            p.token_id().map(|j| digest(&["t", j])),
+            Some(digest(&["f", &p.fingerprint().to_string()])),
+            p.subject().map(|s| digest(&["s", iss, s])),
+        ]
+    })
 }
 
 pub(crate) fn key_of(r: &Revocation) -> [u8; 16] {
@@ -140,6 +144,9 @@ impl<S: RevocationStore + ?Sized> RevocationStore for std::sync::Arc<S> {
 #[derive(Debug)]
 pub struct MemoryRevocations {
     entries: RwLock<HashMap<[u8; 16], (u64, u64)>>,
+    /// How many entries the map holds (written under the write lock): with none, a lookup
+    /// takes no lock (a read lock is a write to a shared line, costly under load).
+    stored: AtomicUsize,
     max_entries: usize,
 }
 
@@ -157,6 +164,7 @@ impl MemoryRevocations {
     pub fn new(max_entries: usize) -> Self {
         Self {
             entries: RwLock::new(HashMap::new()),
+            stored: AtomicUsize::new(0),
             max_entries,
         }
     }
@@ -197,12 +205,18 @@ impl MemoryRevocations {
         let slot = map.entry(key_of(r)).or_insert((0, 0));
         slot.0 = slot.0.max(until);
         slot.1 = slot.1.max(value);
+        self.stored.store(map.len(), Ordering::Release);
         Ok(())
     }
 }
 
 impl RevocationStore for MemoryRevocations {
     fn is_revoked(&self, p: &Principal) -> Lookup {
+        // A revocation stores the count before `revoke` answers: a request checked after
+        // that sees it.
+        if self.stored.load(Ordering::Acquire) == 0 {
+            return Lookup::ready(Ok(false));
+        }
         let now = unix(SystemTime::now());
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let live = |k: &Option<[u8; 16]>| {

@@ -125,10 +125,11 @@ pub(crate) fn protect_credentials<B>(
     let headers = req.headers_mut();
     // Runs on every request: no allocation.
     let cookie_header = cookie.is_some().then_some(&COOKIE);
-    for name in [Some(&AUTHORIZATION), Some(&DPOP), cookie_header, custom]
-        .into_iter()
-        .flatten()
-    {
+    // A request that got this far has at most one `Authorization` value (two are refused).
+    if let Some(value) = headers.get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
+    for name in [Some(&DPOP), cookie_header, custom].into_iter().flatten() {
         // `entry` may grow the map: look first.
         if !headers.contains_key(name) {
             continue;

@@ -95,33 +95,65 @@ impl fmt::Debug for KeyBy {
 }
 
 impl KeyBy {
-    fn key(&self, name: &str, p: &Principal) -> String {
+    /// Writes the limiter key of `p` into `key` (cleared first): the policy name, the
+    /// issuer (the same subject at two issuers is two callers), the kind of value and the
+    /// value, separated by NUL bytes; the token's fingerprint when the principal has no such
+    /// value.
+    fn write_key(&self, name: &str, p: &Principal, key: &mut String) {
+        use std::fmt::Write as _;
+        let custom;
         let found = match self {
-            KeyBy::Subject => p.subject().map(|s| ("sub", s.to_owned())),
+            KeyBy::Subject => p.subject().map(|s| ("sub", s)),
             KeyBy::ClientId => p
                 .client_id()
-                .map(|c| ("cid", c.to_owned()))
-                .or_else(|| p.subject().map(|s| ("sub", s.to_owned()))),
-            KeyBy::TokenId => p.token_id().map(|j| ("jti", j.to_owned())),
-            KeyBy::Custom(f) => f(p).map(|k| ("fn", k)),
+                .map(|c| ("cid", c))
+                .or_else(|| p.subject().map(|s| ("sub", s))),
+            KeyBy::TokenId => p.token_id().map(|j| ("jti", j)),
+            KeyBy::Custom(f) => {
+                custom = f(p);
+                custom.as_deref().map(|k| ("fn", k))
+            }
         };
-        let issuer = p.issuer().unwrap_or("");
+        key.clear();
         match found {
-            // The issuer is part of the key: the same subject at two issuers is two callers.
             Some((kind, value)) => {
-                // Built by hand: this runs on every request and `format!` costs more.
-                let mut key =
-                    String::with_capacity(name.len() + issuer.len() + kind.len() + value.len() + 3);
-                for (i, part) in [name, issuer, kind, &value].into_iter().enumerate() {
+                let issuer = p.issuer().unwrap_or("");
+                for (i, part) in [name, issuer, kind, value].into_iter().enumerate() {
                     if i > 0 {
                         key.push('\u{0}');
                     }
                     key.push_str(part);
                 }
-                key
             }
-            None => format!("{name}\u{0}fp\u{0}{}", p.fingerprint()),
+            None => {
+                let _ = write!(key, "{name}\u{0}fp\u{0}{}", p.fingerprint());
+            }
         }
+    }
+
+    /// Calls `f` with the limiter key of `p`, built in a buffer reused per thread: this runs
+    /// on every request, and an allocation costs more than the rest of the key.
+    fn with_key<R>(&self, name: &str, p: &Principal, f: impl FnOnce(&str) -> R) -> R {
+        thread_local! {
+            static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        BUF.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut buf) => {
+                self.write_key(name, p, &mut buf);
+                let result = f(&buf);
+                // Keep the buffer small: a huge subject must not pin memory per thread.
+                if buf.capacity() > 1024 {
+                    *buf = String::new();
+                }
+                result
+            }
+            // A store calling back into a limiter on the same thread: build a fresh one.
+            Err(_) => {
+                let mut key = String::new();
+                self.write_key(name, p, &mut key);
+                f(&key)
+            }
+        })
     }
 }
 
@@ -384,32 +416,43 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        // Borrowed, not cloned: on the synchronous path nothing outlives `call` but the
+        // decision (a clone is a write to the principal's shared counter, which under load
+        // moves between cores on every request).
+        let Some(principal) = req.extensions().get::<Principal>() else {
             let err = AuthError::new(AuthErrorKind::MissingCredentials);
             audit::denied(None, &err, start.elapsed());
             return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
         };
         let c = &*self.config;
-        let quota = c.quota_by.as_ref().map_or(c.quota, |f| f(&principal));
-        let key = c.key_by.key(&c.name, &principal);
+        let quota = c.quota_by.as_ref().map_or(c.quota, |f| f(principal));
+        let check = c
+            .key_by
+            .with_key(&c.name, principal, |key| c.store.check(key, &quota));
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        match c.store.check(&key, &quota).into_ready() {
-            Ok(result) => {
-                let outcome = c.outcome(&principal, &quota, result);
-                ResponseFuture::decided(outcome, inner, req, self.config.clone(), principal, start)
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let outcome = match check.into_ready() {
+            Ok(result) => c.outcome(principal, &quota, result),
+            Err(pending) => {
+                let principal = principal.clone();
+                return ResponseFuture {
+                    state: State::Checking {
+                        fut: pending,
+                        quota,
+                        inner: Some(inner),
+                        req: Some(req),
+                        config: self.config.clone(),
+                        principal,
+                        start,
+                    },
+                };
             }
-            Err(pending) => ResponseFuture {
-                state: State::Checking {
-                    fut: pending,
-                    quota,
-                    inner: Some(inner),
-                    req: Some(req),
-                    config: self.config.clone(),
-                    principal,
-                    start,
-                },
-            },
+        };
+        match outcome {
+            Outcome::Pass(fields) => ResponseFuture::calling(inner.call(req), fields),
+            Outcome::Refuse(err, fields) => {
+                ResponseFuture::refused(c, &req, principal, err, fields, start)
+            }
         }
     }
 }
@@ -506,26 +549,22 @@ where
         }
     }
 
-    fn decided(
-        outcome: Outcome,
-        mut inner: S,
-        req: Request<ReqBody>,
-        config: Arc<Config>,
-        principal: Principal,
+    fn calling(fut: S::Future, fields: Option<Fields>) -> Self {
+        Self {
+            state: State::Calling { fut, fields },
+        }
+    }
+
+    fn refused(
+        config: &Config,
+        req: &Request<ReqBody>,
+        principal: &Principal,
+        err: AuthError,
+        fields: Option<Fields>,
         start: Instant,
     ) -> Self {
-        match outcome {
-            Outcome::Pass(fields) => Self {
-                state: State::Calling {
-                    fut: inner.call(req),
-                    fields,
-                },
-            },
-            Outcome::Refuse(err, fields) => {
-                audit::denied(Some(&principal), &err, start.elapsed());
-                Self::rejected(Rejection::new(&config, &req, err, fields))
-            }
-        }
+        audit::denied(Some(principal), &err, start.elapsed());
+        Self::rejected(Rejection::new(config, req, err, fields))
     }
 }
 
@@ -565,18 +604,15 @@ where
                     start,
                 } => {
                     let result = ready!(Pin::new(fut).poll(cx));
-                    let (Some(inner), Some(req)) = (inner.take(), req.take()) else {
+                    let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         unreachable!("ResponseFuture polled after completion");
                     };
-                    let outcome = config.outcome(principal, quota, result);
-                    let next = Self::decided(
-                        outcome,
-                        inner,
-                        req,
-                        config.clone(),
-                        principal.clone(),
-                        *start,
-                    );
+                    let next = match config.outcome(principal, quota, result) {
+                        Outcome::Pass(fields) => Self::calling(inner.call(req), fields),
+                        Outcome::Refuse(err, fields) => {
+                            Self::refused(config, &req, principal, err, fields, *start)
+                        }
+                    };
                     // Move into the new state (its own pinned field is fresh).
                     let ResponseFuture { state } = next;
                     this.state.set(state);

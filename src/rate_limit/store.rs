@@ -1,10 +1,12 @@
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault};
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use super::quota::{Decision, Quota, gcra};
 use crate::clock::{Clock, SystemClock};
+use crate::hash::PreHashed;
 
 /// A store failed to decide (Redis down, timed out…). Never holds token material.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,35 +51,48 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 const SHARDS: usize = 64;
 
-/// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds).
-type Shard = std::sync::Mutex<ShardMap>;
-type ShardMap = std::collections::HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
-
-/// The map key is already a keyed hash: hashing it again would only cost time.
+/// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds), on cache
+/// lines of its own (two threads deciding for callers in two shards must not contend).
+///
+/// A known caller is decided under the read lock with a compare-and-swap on its arrival
+/// time, so threads deciding for the same caller never wait for each other (a waiting thread
+/// would sleep in the kernel, which under load costs more than everything else here); the
+/// write lock is only taken to add or evict callers.
 #[derive(Default)]
-struct PassThrough(u64);
+#[repr(align(128))]
+struct Shard(std::sync::RwLock<ShardMap>);
+type ShardMap = std::collections::HashMap<u64, AtomicU64, PreHashed>;
 
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
+impl Shard {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardMap> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by the map; fold anything else in, never panic.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ShardMap> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Spends one request against the arrival time in `tat`, atomically.
+fn spend(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
+    let mut current = tat.load(Ordering::Relaxed);
+    loop {
+        let (decision, next) = gcra(quota, current, now);
+        if !matches!(decision, Decision::Allow { .. }) {
+            return decision;
         }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        match tat.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return decision,
+            Err(actual) => current = actual,
+        }
     }
 }
 
 /// In-process limiter state: a sharded map from caller to GCRA arrival time.
 ///
-/// Each decision locks one of 64 shards (no global lock, never held across an await) for a
-/// hash-map lookup. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
+/// Each decision takes the read lock of one of 64 shards (no global lock, never held across
+/// an await) for a hash-map lookup and a compare-and-swap: deciding for a known caller never
+/// waits for another thread. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
 /// can aim a collision at another caller's state; by chance, two of 100,000 callers share a
 /// slot with odds below 1 in 10⁹), so memory per caller does not depend on the subject's
 /// length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
@@ -163,7 +178,7 @@ impl MemoryStore {
     /// A store keeping at most `max_keys` callers (at least 64).
     pub fn with_capacity(max_keys: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| std::sync::Mutex::default()).collect(),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             time: TimeSource::fast(),
             seed: Default::default(),
@@ -179,10 +194,7 @@ impl MemoryStore {
 
     /// Callers currently tracked.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.read().len()).sum()
     }
 
     /// Whether no caller is tracked.
@@ -197,11 +209,17 @@ impl MemoryStore {
         // Middle bits pick the shard: the map itself uses the low bits (bucket) and the top
         // seven (tag), which must stay varied within a shard.
         let shard = &self.shards[(digest >> 32) as usize % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let tat = map.get(&digest).copied().unwrap_or(0);
-        let (decision, new_tat) = gcra(quota, tat, now);
+        if let Some(tat) = shard.read().get(&digest) {
+            return spend(tat, quota, now);
+        }
+        let mut map = shard.write();
+        // Another thread may have added the caller meanwhile.
+        if let Some(tat) = map.get(&digest) {
+            return spend(tat, quota, now);
+        }
+        let (decision, tat) = gcra(quota, 0, now);
         if matches!(decision, Decision::Allow { .. }) {
-            map.insert(digest, new_tat);
+            map.insert(digest, AtomicU64::new(tat));
             if map.len() > self.per_shard {
                 evict(&mut map, now, self.per_shard);
             }
@@ -213,17 +231,17 @@ impl MemoryStore {
 /// Makes room in a full shard: first the callers whose quota is whole again (arrival time
 /// passed: the same as no state), then those closest to it, down to 90% of the bound.
 fn evict(map: &mut ShardMap, now: u64, bound: usize) {
-    map.retain(|_, tat| *tat > now);
+    map.retain(|_, tat| *tat.get_mut() > now);
     if map.len() <= bound {
         return;
     }
     let target = bound - bound / 10;
-    let mut tats: Vec<u64> = map.values().copied().collect();
+    let mut tats: Vec<u64> = map.values_mut().map(|t| *t.get_mut()).collect();
     let cut = map.len() - target;
     let (_, &mut threshold, _) = tats.select_nth_unstable(cut - 1);
     let mut removed = 0;
     map.retain(|_, tat| {
-        if removed < cut && *tat <= threshold {
+        if removed < cut && *tat.get_mut() <= threshold {
             removed += 1;
             false
         } else {
@@ -235,5 +253,54 @@ fn evict(map: &mut ShardMap, now: u64, bound: usize) {
 impl RateLimitStore for MemoryStore {
     fn check(&self, key: &str, quota: &Quota) -> Check {
         Check::ready(Ok(self.decide(key, quota)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn allowed(d: Decision) -> bool {
+        matches!(d, Decision::Allow { .. })
+    }
+
+    /// Threads deciding for one caller at once (the compare-and-swap path) admit exactly the
+    /// burst, and so do threads racing to add the same new callers (the write-lock path).
+    #[test]
+    fn exactly_the_burst_from_four_threads_at_once() {
+        let store = MemoryStore::new().clock(ManualClock::at_unix(1_000));
+        let quota = Quota::per(Duration::from_secs(3600), 1_000);
+        let admitted = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..2_000 {
+                        if allowed(store.decide("sub\0alice", &quota)) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 1_000);
+
+        let one = Quota::per(Duration::from_secs(3600), 1);
+        let admitted: Vec<AtomicUsize> = (0..500).map(|_| AtomicUsize::new(0)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for (i, count) in admitted.iter().enumerate() {
+                        if allowed(store.decide(&format!("sub\0new-{i}"), &one)) {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(admitted.iter().all(|c| c.load(Ordering::Relaxed) == 1));
     }
 }

@@ -77,6 +77,12 @@ impl Chain {
 }
 
 impl Authenticator for Chain {
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        // Only the JWT authenticator caches; a token it verified is JWT-shaped, so it is the
+        // one `authenticate` would pick.
+        self.jwt.as_ref()?.authenticate_cached(credential)
+    }
+
     fn authenticate(&self, token: &BearerToken) -> Authentication {
         if let Some(jwt) = &self.jwt
             && looks_like_jwt(token.as_str())

@@ -370,8 +370,8 @@ impl Jwt {
         let Some(cache) = &self.inner.cache else {
             return self.verify_uncached(token, keys);
         };
-        let key = cache.key(token);
-        if let Some(principal) = cache.get(key, token, keys.id()) {
+        let key = cache.key(token.as_bytes());
+        if let Some(principal) = cache.get(key, token.as_bytes(), keys.id()) {
             return Ok(principal);
         }
         let principal = self.verify_uncached(token, keys)?;
@@ -401,9 +401,10 @@ impl Jwt {
             return Err(err(AuthErrorKind::MalformedToken));
         }
         let signing_input = &bytes[..h.len() + 1 + p.len()];
-        let fingerprint = TokenFingerprint::of_signing_input(signing_input);
-        self.verify_parts(keys, h, p, s, signing_input, fingerprint)
-            .map_err(|e| e.with_context(fingerprint))
+        // The fingerprint (a SHA-256) is computed for a refusal's log line, or when something
+        // asks the principal for it, not for every verification.
+        self.verify_parts(keys, h, p, s, signing_input)
+            .map_err(|e| e.with_context(TokenFingerprint::of_signing_input(signing_input)))
     }
 
     fn verify_parts(
@@ -413,7 +414,6 @@ impl Jwt {
         p: &[u8],
         s: &[u8],
         signing_input: &[u8],
-        fingerprint: TokenFingerprint,
     ) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
         let header = decode_object(h)?;
@@ -475,7 +475,7 @@ impl Jwt {
 
         let claims = decode_object(p)?;
         self.check_claims(&claims)?;
-        Principal::from_claims_with_kid(claims, fingerprint, key.kid(), &inner.scope_claim)
+        Principal::from_jwt_claims(claims, signing_input, key.kid(), &inner.scope_claim)
     }
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {
@@ -511,6 +511,18 @@ impl Jwt {
 }
 
 impl Authenticator for Jwt {
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        // Every cached token was verified, so it is a JWT made of base64url parts: it passed
+        // any `b64token` check the extractor would make.
+        let cache = self.inner.cache.as_ref()?;
+        let principal = match &self.inner.keys {
+            KeySource::Static(set) => cache.get_hit(credential, set.id()),
+            #[cfg(feature = "jwks")]
+            KeySource::Remote(remote) => cache.get_hit(credential, remote.current()?.id()),
+        }?;
+        Some(Authentication::ready(Ok(principal)))
+    }
+
     fn authenticate(&self, token: &BearerToken) -> Authentication {
         match &self.inner.keys {
             KeySource::Static(set) => Authentication::ready(self.verify_with(token.as_str(), set)),

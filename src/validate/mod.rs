@@ -56,6 +56,20 @@ pub trait Authenticator: Send + Sync + 'static {
     /// Verifies `token`. A refusal is an [`AuthError`] (never a panic); dependencies that are
     /// down are [`AuthErrorKind::Unavailable`](crate::reject::AuthErrorKind::Unavailable).
     fn authenticate(&self, token: &BearerToken) -> Authentication;
+
+    /// Answers from a cache of tokens this authenticator verified before, given the
+    /// credential exactly as it arrived (within the extractor's size cap, but not yet checked
+    /// against the `b64token` charset nor copied); `None` sends the token through
+    /// [`authenticate`](Self::authenticate) as usual. The bearer layer asks this first, so a
+    /// reused token costs a lookup, not a scan and a copy.
+    ///
+    /// Answer only for a credential that is byte for byte a token already verified (and so
+    /// already checked), and run every check that can change since (expiry, revocation, idle
+    /// limits) as [`authenticate`](Self::authenticate) would. The default answers nothing.
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        let _ = credential;
+        None
+    }
 }
 
 impl<F, Fut> Authenticator for F
@@ -108,5 +122,9 @@ where
 impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
     fn authenticate(&self, token: &BearerToken) -> Authentication {
         (**self).authenticate(token)
+    }
+
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        (**self).authenticate_cached(credential)
     }
 }

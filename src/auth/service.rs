@@ -65,11 +65,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let grpc = Renderer::is_grpc(&req);
         if let Some(policy) = &self.shared.transport
             && let Err(e) = policy.check(&req)
         {
-            return self.reject(e, grpc, start);
+            return self.reject(e, &req, start);
         }
         let dpop = self
             .shared
@@ -79,8 +78,8 @@ where
         let extractor = &self.shared.extractor;
         let found = match extractor.locate(&req, dpop) {
             Ok(Some(found)) => found,
-            Ok(None) => return self.reject(AuthErrorKind::MissingCredentials.into(), grpc, start),
-            Err(e) => return self.reject(e, grpc, start),
+            Ok(None) => return self.reject(AuthErrorKind::MissingCredentials.into(), &req, start),
+            Err(e) => return self.reject(e, &req, start),
         };
         let source = found.source();
         // A token seen before: its verification comes from the authenticator's cache, before
@@ -99,7 +98,7 @@ where
             None => {
                 let token = match extractor.check(found) {
                     Ok(token) => token,
-                    Err(e) => return self.reject(e, grpc, start),
+                    Err(e) => return self.reject(e, &req, start),
                 };
                 // Sender constraints: the DPoP proof is checked before the token is verified,
                 // the binding (`cnf`), policy and replay check after.
@@ -109,7 +108,7 @@ where
                         Ok(pre) => Pending::Constrained(
                             sender.verify(pre, self.shared.authenticator.authenticate(&token)),
                         ),
-                        Err(e) => return self.reject(e, grpc, start),
+                        Err(e) => return self.reject(e, &req, start),
                     },
                 }
             }
@@ -130,7 +129,7 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::calling(inner.call(req), nonce)
             }
-            Ok(Err(e)) => self.reject(e, grpc, start),
+            Ok(Err(e)) => self.reject(e, &req, start),
             Err(pending) => {
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
@@ -144,13 +143,14 @@ impl<S> BearerAuth<S> {
     fn reject<ReqBody>(
         &self,
         err: AuthError,
-        grpc: bool,
+        req: &Request<ReqBody>,
         start: Instant,
     ) -> ResponseFuture<S, ReqBody>
     where
         S: tower_service::Service<Request<ReqBody>>,
     {
         audit::rejected(&err, start.elapsed());
-        ResponseFuture::rejected(err, grpc, self.shared.clone())
+        // How to answer (HTTP or gRPC) is only looked up for a refusal.
+        ResponseFuture::rejected(err, Renderer::is_grpc(req), self.shared.clone())
     }
 }

@@ -15,8 +15,8 @@
 //! Only verified tokens are cached, so attackers cannot fill it with forgeries; it is bounded
 //! in entries (default 10,000, evicted by S3-FIFO through `quick_cache`, which answers a hit
 //! with one read lock on one shard). An expired entry is never served: a lookup that finds
-//! one removes it, and a sweep on insertion drops every expired entry at most a minute after
-//! its token expires. An entry holds
+//! one removes it, and the first insertion a minute or more after the last sweep drops every
+//! expired entry (until then they count against the bound like any other). An entry holds
 //! the token, its claims and its signed part (from which the fingerprint is computed when
 //! first asked for), so the cache's memory is at most about the number of entries times three
 //! times the largest token the [extractor](crate::extract::Extractor) admits (8 KiB by

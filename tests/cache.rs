@@ -11,7 +11,7 @@ use tower_bearer::clock::ManualClock;
 use tower_bearer::extract::Extractor;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations};
 use tower_bearer::testing::TestIssuer;
-use tower_bearer::validate::Jwt;
+use tower_bearer::validate::{Chain, Jwt};
 
 const T: u64 = 1_800_000_000;
 
@@ -174,4 +174,37 @@ async fn the_principal_of_a_hit_carries_the_tokens_fingerprint() {
     assert_eq!(first.fingerprint(), expected);
     assert_eq!(again.fingerprint(), expected);
     assert_eq!(jwt.cache_stats().unwrap().hits, 1);
+}
+
+/// A `Chain` sends only `eyJ…` tokens to its JWT authenticator, so its cache may not answer
+/// for another shape, even one that authenticator verified through another layer.
+#[tokio::test]
+async fn a_chain_takes_from_the_jwt_cache_only_what_it_would_send_the_jwt_authenticator() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwt = Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap();
+    // A valid token whose header starts with a space: `IH…`, not `eyJ…`.
+    let header = URL_SAFE_NO_PAD.encode(r#" {"alg":"RS256","kid":"k"}"#);
+    let claims = json!({"sub": "alice", "aud": "api", "iat": T - 10, "exp": T + 600});
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let t = issuer().sign_parts(&header, &payload);
+    assert!(!t.starts_with("eyJ"));
+    let plain = BearerAuthLayer::new(jwt.clone()).realm(REALM);
+    send(&plain, bearer(&t)).await.assert_ok();
+    send(&plain, bearer(&t)).await.assert_ok();
+    let chain = BearerAuthLayer::new(Chain::new().jwt(jwt.clone())).realm(REALM);
+    let out = send(&chain, bearer(&t)).await;
+    assert_eq!(out.status, 401, "{out:?}");
+    assert!(!out.called);
+    // An `eyJ…` token cached the same way is a hit through the chain.
+    let t = token(T + 600, "f");
+    send(&plain, bearer(&t)).await.assert_ok();
+    let hits = jwt.cache_stats().unwrap().hits;
+    send(&chain, bearer(&t)).await.assert_ok();
+    assert_eq!(jwt.cache_stats().unwrap().hits, hits + 1);
 }

@@ -78,8 +78,13 @@ impl Chain {
 
 impl Authenticator for Chain {
     fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
-        // Only the JWT authenticator caches; a token it verified is JWT-shaped, so it is the
-        // one `authenticate` would pick.
+        // Only the JWT authenticator caches, and only what `authenticate` would send it may
+        // be answered from its cache (the cache is shared with every clone of that
+        // authenticator, which may have verified tokens of other shapes). A hit compares the
+        // whole token with a verified one, so it has exactly two dots: the prefix decides.
+        if !credential.starts_with(b"eyJ") {
+            return None;
+        }
         self.jwt.as_ref()?.authenticate_cached(credential)
     }
 

@@ -60,12 +60,15 @@ pub trait Authenticator: Send + Sync + 'static {
     /// Answers from a cache of tokens this authenticator verified before, given the
     /// credential exactly as it arrived (within the extractor's size cap, but not yet checked
     /// against the `b64token` charset nor copied); `None` sends the token through
-    /// [`authenticate`](Self::authenticate) as usual. The bearer layer asks this first, so a
-    /// reused token costs a lookup, not a scan and a copy.
+    /// [`authenticate`](Self::authenticate) as usual. The bearer layer asks this first for
+    /// `Bearer` credentials when it has no sender constraints (a DPoP or certificate-bound
+    /// request takes the full path), so a reused token costs a lookup, not a scan and a copy.
     ///
-    /// Answer only for a credential that is byte for byte a token already verified (and so
-    /// already checked), and run every check that can change since (expiry, revocation, idle
-    /// limits) as [`authenticate`](Self::authenticate) would. The default answers nothing.
+    /// Answer only for a credential that is byte for byte a token
+    /// [`authenticate`](Self::authenticate) accepted before: it must pass the `b64token`
+    /// check (RFC 6750 §2.1) the extractor would have made, and every check that can change
+    /// since (expiry, revocation, idle limits) must run as in
+    /// [`authenticate`](Self::authenticate). The default answers nothing.
     fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
         let _ = credential;
         None

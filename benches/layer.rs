@@ -5,7 +5,8 @@
 //! `python3 scripts/bench-report.py` for the table and the chart in BENCHMARKS.md. Groups:
 //! - `router`: a bare axum 0.8 router (one route, a handler answering "ok") and the same
 //!   router behind: our layer with a cache hit (RS256); the full stack (auth + scope guard +
-//!   in-memory rate limit) with a reused token; a first-seen token (cache off) per algorithm;
+//!   in-memory rate limit) with a reused token, as three layers and as the bearer layer's own
+//!   checks (`require_scopes`, `rate_limit`); a first-seen token (cache off) per algorithm;
 //!   a rejection; our rate limit alone; tower_governor keyed by the `Authorization` header;
 //!   tower-http's static bearer check.
 //! - `router_axum07`: a bare axum 0.7 router and the same router behind jwt-authorizer 0.15
@@ -33,7 +34,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::keys::Algorithm;
 use tower_bearer::principal::TokenFingerprint;
 use tower_bearer::rate_limit::{MemoryStore, Quota, RateLimitLayer, RateLimitStore};
-use tower_bearer::scope::ScopeGuardLayer;
+use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
 use tower_bearer::testing::{TestIssuer, alg_name, claims};
 use tower_bearer::validate::Jwt;
 use tower_bearer::{BearerAuthLayer, Principal};
@@ -148,6 +149,19 @@ fn router_group(c: &mut Criterion) {
                 .layer(BearerAuthLayer::new(jwt(&rs, true)))
                 .layer(ScopeGuardLayer::parse("items:read").unwrap())
                 .layer(RateLimitLayer::new(unlimited())),
+        ),
+        Some(&auth),
+        200,
+    );
+    // The same three checks run by the bearer layer itself: one service instead of three.
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "tower_bearer_full_stack_one_layer_RS256",
+        axum_router().layer(
+            BearerAuthLayer::new(jwt(&rs, true))
+                .require_scopes(ScopePolicy::parse("items:read").unwrap())
+                .rate_limit(RateLimitLayer::new(unlimited())),
         ),
         Some(&auth),
         200,

@@ -80,7 +80,6 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use common::{Cli, DevMode, REALM};
 use serde_json::{Value, json};
-use tower::ServiceBuilder;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations, RedisRevocations, Revocation};
 use tower_bearer::rate_limit::Quota;
 use tower_bearer::scope::ScopeGuardLayer;
@@ -447,12 +446,12 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     if let Some(constraints) = common::sender_constraints(&opts).await? {
         bearer = bearer.sender_constraints(constraints);
     }
-    // One stack, applied once: the limit sits inside the bearer layer (it counts verified
-    // callers only), and axum wraps the routes once rather than once per layer.
-    let protected = match common::rate_limit(&opts).await? {
-        Some(limit) => protected.layer(ServiceBuilder::new().layer(bearer).layer(limit)),
-        None => protected.layer(bearer),
-    };
+    // The limit runs in the bearer layer itself: it counts verified callers only, and one
+    // service does both jobs.
+    if let Some(limit) = common::rate_limit(&opts).await? {
+        bearer = bearer.rate_limit(limit);
+    }
+    let protected = protected.layer(bearer);
     // `/health` is merged in from outside the layer: it never sees a token check.
     let app = Router::new().route("/health", get(health)).merge(protected);
 

@@ -22,6 +22,7 @@ ROWS = [
     ("router", "bare", "axum 0.8 router, bare", None, None),
     ("router", "tower_bearer_cache_hit_RS256", "tower-bearer, cache hit (RS256)", ("router", "bare"), True),
     ("router", "tower_bearer_full_stack_RS256", "tower-bearer, full stack: auth + scope + rate limit (RS256, reused)", ("router", "bare"), True),
+    ("router", "tower_bearer_full_stack_one_layer_RS256", "tower-bearer, the same checks in one layer (require_scopes, rate_limit)", ("router", "bare"), True),
     ("router", "tower_bearer_reject_missing", "tower-bearer, 401 without credentials", ("router", "bare"), True),
     ("router", "tower_bearer_rate_limit_only", "tower-bearer rate limit alone (verified principal)", ("router", "bare"), True),
     ("router", "tower_governor_keyed", "tower_governor keyed by Authorization header", ("router", "bare"), False),

@@ -9,10 +9,11 @@ use pin_project_lite::pin_project;
 use quanta::Instant; // TSC-based: a few ns per read; `std`'s costs tens on VMs.
 use tower_service::Service;
 
-use super::layer::Shared;
+use super::layer::{Admission, Shared};
 use crate::audit;
 use crate::body::AuthBody;
-use crate::reject::AuthError;
+use crate::rate_limit::{Check, Fields, Quota};
+use crate::reject::{AuthError, Renderer};
 use crate::sender::{Verification, Verified};
 use crate::validate::Authentication;
 
@@ -66,29 +67,42 @@ pin_project! {
             shared: Arc<Shared>,
             start: Instant,
         },
+        // The layer's own rate limit waits for its store (Redis). Boxed: a rare state must
+        // not make the future every request moves bigger.
+        Limiting {
+            waiting: Option<Box<Limiting<S, ReqBody>>>,
+        },
         Calling {
             #[pin]
             fut: S::Future,
             nonce: Option<HeaderValue>,
+            fields: Option<Fields>,
         },
         Rejected {
             error: Option<AuthError>,
             grpc: bool,
             shared: Arc<Shared>,
+            fields: Option<Fields>,
+            renderer: Option<Renderer>,
         },
     }
+}
+
+/// What the `Limiting` state holds while the store answers.
+struct Limiting<S, ReqBody> {
+    fut: Check,
+    quota: Quota,
+    verified: Verified,
+    inner: S,
+    req: Request<ReqBody>,
+    shared: Arc<Shared>,
+    start: Instant,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn calling(fut: S::Future, nonce: Option<HeaderValue>) -> Self {
-        Self {
-            state: State::Calling { fut, nonce },
-        }
-    }
-
     pub(crate) fn authenticating(
         fut: Pending,
         inner: S,
@@ -108,11 +122,76 @@ where
     }
 
     pub(crate) fn rejected(error: AuthError, grpc: bool, shared: Arc<Shared>) -> Self {
+        Self::refused(error, grpc, shared, None, None)
+    }
+
+    fn refused(
+        error: AuthError,
+        grpc: bool,
+        shared: Arc<Shared>,
+        fields: Option<Fields>,
+        renderer: Option<Renderer>,
+    ) -> Self {
         Self {
             state: State::Rejected {
                 error: Some(error),
                 grpc,
                 shared,
+                fields,
+                renderer,
+            },
+        }
+    }
+
+    /// A verified caller: the layer's own checks (scope policy, rate limit), then the inner
+    /// service (`inner` is the instance to call: made ready, or a fresh clone).
+    pub(crate) fn admitted(
+        verified: Verified,
+        inner: S,
+        req: Request<ReqBody>,
+        shared: &Arc<Shared>,
+        start: Instant,
+    ) -> Self {
+        let admission = shared.admit(&verified.principal, start);
+        Self::after(admission, verified, inner, req, shared, start)
+    }
+
+    fn after(
+        admission: Admission,
+        verified: Verified,
+        mut inner: S,
+        mut req: Request<ReqBody>,
+        shared: &Arc<Shared>,
+        start: Instant,
+    ) -> Self {
+        match admission {
+            Admission::Pass(fields) => {
+                let nonce = verified.apply(&mut req);
+                shared.renderer.install(&mut req);
+                Self {
+                    state: State::Calling {
+                        fut: inner.call(req),
+                        nonce,
+                        fields,
+                    },
+                }
+            }
+            Admission::Refuse(error, fields, renderer) => {
+                let grpc = Renderer::is_grpc(&req);
+                Self::refused(error, grpc, shared.clone(), fields, renderer)
+            }
+            Admission::Pending(fut, quota) => Self {
+                state: State::Limiting {
+                    waiting: Some(Box::new(Limiting {
+                        fut,
+                        quota,
+                        verified,
+                        inner,
+                        req,
+                        shared: shared.clone(),
+                        start,
+                    })),
+                },
             },
         }
     }
@@ -125,6 +204,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Authenticating { .. } => "Authenticating",
+            State::Limiting { .. } => "Limiting",
             State::Calling { .. } => "Calling",
             State::Rejected { .. } => "Rejected",
         };
@@ -152,33 +232,56 @@ where
                     start,
                 } => {
                     let result = ready!(fut.poll(cx));
-                    let (Some(mut inner), Some(mut req)) = (inner.take(), req.take()) else {
+                    let (Some(inner), Some(req)) = (inner.take(), req.take()) else {
                         unreachable!("ResponseFuture polled after completion");
                     };
-                    match result {
+                    let next = match result {
                         Ok(verified) => {
                             audit::allowed(&verified.principal, start.elapsed());
-                            let nonce = verified.apply(&mut req);
-                            shared.renderer.install(&mut req);
-                            let fut = inner.call(req);
-                            this.state.set(State::Calling { fut, nonce });
+                            Self::admitted(verified, inner, req, shared, *start)
                         }
                         Err(error) => {
                             audit::rejected(&error, start.elapsed());
-                            let grpc = crate::reject::Renderer::is_grpc(&req);
-                            let shared = shared.clone();
-                            this.state.set(State::Rejected {
-                                error: Some(error),
-                                grpc,
-                                shared,
-                            });
+                            let grpc = Renderer::is_grpc(&req);
+                            Self::rejected(error, grpc, shared.clone())
                         }
-                    }
+                    };
+                    let ResponseFuture { state } = next;
+                    this.state.set(state);
                 }
-                StateProj::Calling { fut, nonce } => {
+                StateProj::Limiting { waiting } => {
+                    let w = waiting
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
+                    let Some(w) = waiting.take() else {
+                        unreachable!("checked above");
+                    };
+                    let Limiting {
+                        quota,
+                        verified,
+                        inner,
+                        req,
+                        shared,
+                        start,
+                        ..
+                    } = *w;
+                    let Some(limit) = &shared.limit else {
+                        unreachable!("only a layer with a rate limit waits for one");
+                    };
+                    let outcome = limit.finish(&verified.principal, &quota, result);
+                    let admission = shared.limited(&verified.principal, outcome, start);
+                    let ResponseFuture { state } =
+                        Self::after(admission, verified, inner, req, &shared, start);
+                    this.state.set(state);
+                }
+                StateProj::Calling { fut, nonce, fields } => {
                     let mut res = ready!(fut.poll(cx))?;
                     if let Some(nonce) = nonce.take() {
                         res.headers_mut().insert(crate::reject::DPOP_NONCE, nonce);
+                    }
+                    if let Some(fields) = fields.take() {
+                        fields.apply(&mut res);
                     }
                     return Poll::Ready(Ok(res.map(AuthBody::new)));
                 }
@@ -186,15 +289,21 @@ where
                     error,
                     grpc,
                     shared,
+                    fields,
+                    renderer,
                 } => {
                     let error = error
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let res = if *grpc {
-                        shared.renderer.render_grpc(error)
+                    let renderer = renderer.as_ref().unwrap_or(&shared.renderer);
+                    let mut res = if *grpc {
+                        renderer.render_grpc(error)
                     } else {
-                        shared.renderer.render_http(error)
+                        renderer.render_http(error)
                     };
+                    if let Some(fields) = fields.take() {
+                        fields.apply(&mut res);
+                    }
                     return Poll::Ready(Ok(res));
                 }
             }

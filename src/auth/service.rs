@@ -122,12 +122,10 @@ where
         match verification.into_ready() {
             Ok(Ok(verified)) => {
                 audit::allowed(&verified.principal, start.elapsed());
-                let nonce = verified.apply(&mut req);
-                self.shared.renderer.install(&mut req);
                 // Drive the instance that `poll_ready` made ready; leave a fresh clone behind.
                 let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::calling(inner.call(req), nonce)
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::admitted(verified, inner, req, &self.shared, start)
             }
             Ok(Err(e)) => self.reject(e, &req, start),
             Err(pending) => {

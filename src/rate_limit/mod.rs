@@ -283,6 +283,12 @@ impl RateLimitLayer {
     }
 }
 
+impl RateLimitLayer {
+    pub(crate) fn limiter(&self) -> Limiter {
+        Limiter(self.config.clone())
+    }
+}
+
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 
@@ -313,9 +319,52 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
 
 /// The two fields, pre-rendered.
 #[derive(Clone, Debug)]
-struct Fields {
+/// The `RateLimit-Policy` and `RateLimit` fields of one decision.
+pub(crate) struct Fields {
     policy: HeaderValue,
     limit: HeaderValue,
+}
+
+impl Fields {
+    /// Adds the fields to a response.
+    pub(crate) fn apply<B>(self, res: &mut Response<B>) {
+        res.headers_mut().insert(RATELIMIT_POLICY, self.policy);
+        res.headers_mut().insert(RATELIMIT, self.limit);
+    }
+}
+
+/// A rate limit run inside the bearer layer ([`BearerAuthLayer::rate_limit`]
+/// (crate::BearerAuthLayer::rate_limit)) rather than as a service of its own: the same
+/// configuration and decisions as [`RateLimit`].
+#[derive(Clone)]
+pub(crate) struct Limiter(Arc<Config>);
+
+/// What a [`Limiter`] decided: now, or once the store answers.
+pub(crate) enum Limited {
+    Now(Outcome),
+    Pending(Check, Quota),
+}
+
+impl Limiter {
+    /// Spends one request of `p`'s quota.
+    pub(crate) fn decide(&self, p: &Principal) -> Limited {
+        self.0.decide(p)
+    }
+
+    /// The outcome once a pending check answered.
+    pub(crate) fn finish(
+        &self,
+        p: &Principal,
+        quota: &Quota,
+        result: Result<Decision, StoreError>,
+    ) -> Outcome {
+        self.0.outcome(p, quota, result)
+    }
+
+    /// The renderer configured on the limit, if any.
+    pub(crate) fn renderer(&self) -> Option<&Renderer> {
+        self.0.renderer.as_ref()
+    }
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -354,12 +403,25 @@ impl Config {
     }
 }
 
-enum Outcome {
+/// A rate-limit decision: admit (with the fields to add), or refuse.
+pub(crate) enum Outcome {
     Pass(Option<Fields>),
     Refuse(AuthError, Option<Fields>),
 }
 
 impl Config {
+    /// Spends one request of `p`'s quota.
+    fn decide(&self, p: &Principal) -> Limited {
+        let quota = self.quota_by.as_ref().map_or(self.quota, |f| f(p));
+        let check = self
+            .key_by
+            .with_key(&self.name, p, |key| self.store.check(key, &quota));
+        match check.into_ready() {
+            Ok(result) => Limited::Now(self.outcome(p, &quota, result)),
+            Err(pending) => Limited::Pending(pending, quota),
+        }
+    }
+
     fn outcome(
         &self,
         principal: &Principal,
@@ -425,15 +487,12 @@ where
             return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
         };
         let c = &*self.config;
-        let quota = c.quota_by.as_ref().map_or(c.quota, |f| f(principal));
-        let check = c
-            .key_by
-            .with_key(&c.name, principal, |key| c.store.check(key, &quota));
+        let decided = c.decide(principal);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let outcome = match check.into_ready() {
-            Ok(result) => c.outcome(principal, &quota, result),
-            Err(pending) => {
+        let outcome = match decided {
+            Limited::Now(outcome) => outcome,
+            Limited::Pending(pending, quota) => {
                 let principal = principal.clone();
                 return ResponseFuture {
                     state: State::Checking {
@@ -493,8 +552,7 @@ impl Rejection {
             self.renderer.render_http(self.error)
         };
         if let Some(f) = self.fields {
-            res.headers_mut().insert(RATELIMIT_POLICY, f.policy);
-            res.headers_mut().insert(RATELIMIT, f.limit);
+            f.apply(&mut res);
         }
         res
     }
@@ -620,8 +678,7 @@ where
                 StateProj::Calling { fut, fields } => {
                     let mut res = ready!(fut.poll(cx))?;
                     if let Some(f) = fields.take() {
-                        res.headers_mut().insert(RATELIMIT_POLICY, f.policy);
-                        res.headers_mut().insert(RATELIMIT, f.limit);
+                        f.apply(&mut res);
                     }
                     return Poll::Ready(Ok(res.map(AuthBody::new)));
                 }

@@ -7,7 +7,9 @@
 //! extensions, or answers the rejection itself through the [`Renderer`] (RFC 6750 for HTTP,
 //! a trailers-only status for gRPC). A rejected request never reaches the inner service.
 //! Rejections are `Ok(response)`: the service's error type stays the inner one. Every decision
-//! is audited (see [`audit`](crate::audit)).
+//! is audited (see [`audit`](crate::audit)). A scope policy and a rate limit that apply to
+//! every route behind the layer can run in this service too
+//! ([`BearerAuthLayer::require_scopes`], [`BearerAuthLayer::rate_limit`]).
 //!
 //! ```
 //! use std::convert::Infallible;

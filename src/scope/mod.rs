@@ -56,7 +56,6 @@
 mod guard;
 mod policy;
 
-#[cfg(feature = "axum")]
 pub(crate) use guard::check;
 pub use guard::{MethodScopes, ResponseFuture, ScopeGuard, ScopeGuardLayer};
 pub use policy::{MAX_POLICY_DEPTH, ScopePolicy};

@@ -1,0 +1,132 @@
+//! Instruction counts per request, for `scripts/instructions.sh` (callgrind): unlike times,
+//! they do not move with the machine's load, so two builds compare exactly.
+//!
+//! `cargo bench --bench instructions -- CASE [N]` runs CASE on N prebuilt requests (default
+//! 2,000) after 200 of warm-up; under `valgrind --tool=callgrind
+//! --toggle-collect=instructions::measured` only the measured requests count. Cases: `bare`
+//! (the axum router alone, no credential), `hit` (the bearer layer, reused RS256 token),
+//! `layers` (bearer layer, scope guard and memory rate limit as three layers), `one_layer`
+//! (the same checks in the bearer layer), `miss_hs256` (a first-seen HS256 token, cache off).
+//! Run natively it just runs the loop and prints the time per request.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, header::AUTHORIZATION};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::BearerAuthLayer;
+use tower_bearer::keys::Algorithm;
+use tower_bearer::rate_limit::{Quota, RateLimitLayer};
+use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
+use tower_bearer::testing::{TestIssuer, claims};
+use tower_bearer::validate::Jwt;
+
+const ISS: &str = "https://issuer.bench";
+const AUD: &str = "bench";
+
+fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
+    Jwt::builder()
+        .key(issuer.key())
+        .issuer(ISS)
+        .audience(AUD)
+        .cache_entries(if cache { 10_000 } else { 0 })
+        .build()
+        .unwrap()
+}
+
+fn router() -> axum::Router {
+    axum::Router::new().route("/items", axum::routing::get(|| async { "ok" }))
+}
+
+fn unlimited() -> RateLimitLayer {
+    RateLimitLayer::new(Quota::per(Duration::from_secs(1), 1_000_000_000))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; the case and the count are the other arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    const CASES: [&str; 5] = ["bare", "hit", "layers", "one_layer", "miss_hs256"];
+    let case = args.first().map_or("hit", String::as_str);
+    if !CASES.contains(&case) {
+        // `cargo bench -- FILTER` passes criterion's arguments here too: nothing to run.
+        println!("instructions: no case {case:?} (cases: {})", CASES.join(", "));
+        return;
+    }
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let alg = if case == "miss_hs256" {
+        Algorithm::HS256
+    } else {
+        Algorithm::RS256
+    };
+    let issuer = TestIssuer::new(alg).with_kid("k");
+    let token = issuer.mint(
+        claims("bench-user", "items:read", Duration::from_secs(3600))
+            .iss(ISS)
+            .aud(AUD),
+    );
+    let app = match case {
+        "bare" => router(),
+        "hit" => router().layer(BearerAuthLayer::new(jwt(&issuer, true))),
+        "layers" => router().layer(
+            ServiceBuilder::new()
+                .layer(BearerAuthLayer::new(jwt(&issuer, true)))
+                .layer(ScopeGuardLayer::parse("items:read").unwrap())
+                .layer(unlimited()),
+        ),
+        "one_layer" => router().layer(
+            BearerAuthLayer::new(jwt(&issuer, true))
+                .require_scopes(ScopePolicy::parse("items:read").unwrap())
+                .rate_limit(unlimited()),
+        ),
+        "miss_hs256" => router().layer(BearerAuthLayer::new(jwt(&issuer, false))),
+        _ => unreachable!("checked above"),
+    };
+    let auth = (case != "bare").then(|| HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let requests = |n: usize| -> Vec<Request<axum::body::Body>> {
+        (0..n)
+            .map(|_| {
+                let mut req = Request::builder().uri("/items");
+                if let Some(auth) = &auth {
+                    req = req.header(AUTHORIZATION, auth.clone());
+                }
+                req.body(axum::body::Body::empty()).unwrap()
+            })
+            .collect()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    run(&rt, &app, requests(200));
+    let batch = requests(n);
+    let start = Instant::now();
+    measured(&rt, &app, batch);
+    println!(
+        "{case}: {n} requests, {:?} per request",
+        start.elapsed() / u32::try_from(n).unwrap()
+    );
+}
+
+/// The requests counted: callgrind collects inside this function only.
+#[inline(never)]
+fn measured(
+    rt: &tokio::runtime::Runtime,
+    app: &axum::Router,
+    requests: Vec<Request<axum::body::Body>>,
+) {
+    run(rt, app, requests);
+    std::hint::black_box(());
+}
+
+#[inline(never)]
+fn run(rt: &tokio::runtime::Runtime, app: &axum::Router, requests: Vec<Request<axum::body::Body>>) {
+    rt.block_on(async {
+        for req in requests {
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+            std::hint::black_box(res);
+        }
+    });
+}

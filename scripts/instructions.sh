@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Instructions per request for each case of benches/instructions.rs, counted by callgrind
+# (deterministic for one build and input, whatever else the machine does; compare two builds
+# with it). Installs valgrind if it is missing (Debian, root).
+#
+# Usage: scripts/instructions.sh [CASE...]   (default: bare hit layers one_layer miss_hs256)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v valgrind >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind
+  else
+    echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1
+  fi
+fi
+cases=("$@")
+[ ${#cases[@]} -gt 0 ] || cases=(bare hit layers one_layer miss_hs256)
+bin=$(cargo bench --bench instructions --all-features --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
+        print(m["executable"])')
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for case in "${cases[@]}"; do
+  n=2000
+  [ "$case" = miss_hs256 ] && n=500
+  valgrind --tool=callgrind --collect-atstart=no --toggle-collect='instructions::measured' \
+    --callgrind-out-file="$out/$case.out" "$bin" "$case" "$n" >/dev/null 2>"$out/$case.log"
+  total=$(grep -o 'refs: *[0-9,]*' "$out/$case.log" | tr -dc 0-9)
+  printf '%-12s %8d instructions per request\n' "$case" $(( total / n ))
+done

@@ -51,7 +51,10 @@ fn main() {
     let case = args.first().map_or("hit", String::as_str);
     if !CASES.contains(&case) {
         // `cargo bench -- FILTER` passes criterion's arguments here too: nothing to run.
-        println!("instructions: no case {case:?} (cases: {})", CASES.join(", "));
+        println!(
+            "instructions: no case {case:?} (cases: {})",
+            CASES.join(", ")
+        );
         return;
     }
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2_000);

@@ -1,11 +1,9 @@
 use std::fmt;
 use std::sync::Arc;
-
-use tower_layer::Layer;
-
 use std::time::Duration;
 
 use quanta::Instant;
+use tower_layer::Layer;
 
 use crate::audit;
 use crate::extract::Extractor;

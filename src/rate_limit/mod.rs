@@ -317,9 +317,8 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     }
 }
 
-/// The two fields, pre-rendered.
+/// The `RateLimit-Policy` and `RateLimit` fields of one decision, pre-rendered.
 #[derive(Clone, Debug)]
-/// The `RateLimit-Policy` and `RateLimit` fields of one decision.
 pub(crate) struct Fields {
     policy: HeaderValue,
     limit: HeaderValue,
@@ -333,9 +332,8 @@ impl Fields {
     }
 }
 
-/// A rate limit run inside the bearer layer ([`BearerAuthLayer::rate_limit`]
-/// (crate::BearerAuthLayer::rate_limit)) rather than as a service of its own: the same
-/// configuration and decisions as [`RateLimit`].
+/// A rate limit run inside the bearer layer (`BearerAuthLayer::rate_limit`) rather than as a
+/// service of its own: the same configuration and decisions as [`RateLimit`].
 #[derive(Clone)]
 pub(crate) struct Limiter(Arc<Config>);
 

@@ -20,18 +20,23 @@ fn issuer() -> &'static TestIssuer {
     K.get_or_init(|| TestIssuer::rs256().with_kid("k"))
 }
 
+/// A `Jwt` for audience `api` whose clock stands at `T`.
+fn jwt_at_t() -> Jwt {
+    Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .clock(ManualClock::at_unix(T))
+        .build()
+        .unwrap()
+}
+
 fn token(exp: u64, jti: &str) -> String {
     issuer().mint(json!({"sub": "alice", "aud": "api", "iat": T - 10, "exp": exp, "jti": jti}))
 }
 
 #[tokio::test]
 async fn a_reused_token_hits_and_any_changed_byte_misses() {
-    let jwt = Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .clock(ManualClock::at_unix(T))
-        .build()
-        .unwrap();
+    let jwt = jwt_at_t();
     let l = BearerAuthLayer::new(jwt.clone()).realm(REALM);
     let t = token(T + 600, "a");
     for _ in 0..3 {
@@ -82,12 +87,7 @@ async fn expiry_is_rechecked_on_every_hit() {
 
 #[tokio::test]
 async fn revocation_applies_to_cached_tokens() {
-    let jwt = Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .clock(ManualClock::at_unix(T))
-        .build()
-        .unwrap();
+    let jwt = jwt_at_t();
     let lc = Lifecycle::new(jwt.clone()).revocations(MemoryRevocations::default());
     let l = BearerAuthLayer::new(lc.clone()).realm(REALM);
     let t = token(4_102_444_800, "c");
@@ -113,12 +113,7 @@ fn the_cache_can_be_turned_off() {
 
 #[tokio::test]
 async fn a_cached_token_still_passes_every_extractor_check() {
-    let jwt = Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .clock(ManualClock::at_unix(T))
-        .build()
-        .unwrap();
+    let jwt = jwt_at_t();
     let open = BearerAuthLayer::new(jwt.clone()).realm(REALM);
     let t = token(T + 600, "d");
     send(&open, bearer(&t)).await.assert_ok();
@@ -158,12 +153,7 @@ async fn a_cached_token_still_passes_every_extractor_check() {
 
 #[tokio::test]
 async fn the_principal_of_a_hit_carries_the_tokens_fingerprint() {
-    let jwt = Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .clock(ManualClock::at_unix(T))
-        .build()
-        .unwrap();
+    let jwt = jwt_at_t();
     let l = BearerAuthLayer::new(jwt.clone()).realm(REALM);
     let t = token(T + 600, "e");
     let signing_input = &t[..t.rfind('.').unwrap()];
@@ -182,12 +172,7 @@ async fn the_principal_of_a_hit_carries_the_tokens_fingerprint() {
 async fn a_chain_takes_from_the_jwt_cache_only_what_it_would_send_the_jwt_authenticator() {
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let jwt = Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .clock(ManualClock::at_unix(T))
-        .build()
-        .unwrap();
+    let jwt = jwt_at_t();
     // A valid token whose header starts with a space: `IH…`, not `eyJ…`.
     let header = URL_SAFE_NO_PAD.encode(r#" {"alg":"RS256","kid":"k"}"#);
     let claims = json!({"sub": "alice", "aud": "api", "iat": T - 10, "exp": T + 600});

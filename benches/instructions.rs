@@ -47,7 +47,14 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    const CASES: [&str; 5] = ["bare", "hit", "layers", "one_layer", "miss_hs256"];
+    const CASES: [&str; 6] = [
+        "bare",
+        "hit",
+        "layers",
+        "one_layer",
+        "miss_hs256",
+        "decode_hs256",
+    ];
     let case = args.first().map_or("hit", String::as_str);
     if !CASES.contains(&case) {
         // `cargo bench -- FILTER` passes criterion's arguments here too: nothing to run.
@@ -58,7 +65,7 @@ fn main() {
         return;
     }
     let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2_000);
-    let alg = if case == "miss_hs256" {
+    let alg = if case.ends_with("hs256") {
         Algorithm::HS256
     } else {
         Algorithm::RS256
@@ -69,7 +76,11 @@ fn main() {
             .iss(ISS)
             .aud(AUD),
     );
-    let app = match case {
+    if case == "decode_hs256" {
+        decode_floor(&issuer, &token, n);
+        return;
+    }
+    let app: axum::Router = match case {
         "bare" => router(),
         "hit" => router().layer(BearerAuthLayer::new(jwt(&issuer, true))),
         "layers" => router().layer(
@@ -85,7 +96,10 @@ fn main() {
         ),
         "miss_hs256" => router().layer(BearerAuthLayer::new(jwt(&issuer, false))),
         _ => unreachable!("checked above"),
-    };
+    }
+    // As `axum::serve` does (`into_make_service`): routes become services once, not per
+    // request.
+    .with_state(());
     let auth = (case != "bare").then(|| HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
     let requests = |n: usize| -> Vec<Request<axum::body::Body>> {
         (0..n)
@@ -110,6 +124,38 @@ fn main() {
         "{case}: {n} requests, {:?} per request",
         start.elapsed() / u32::try_from(n).unwrap()
     );
+}
+
+/// The floor for `miss_hs256`: `jsonwebtoken::decode` alone on the same token, its key and
+/// `Validation` prepared once (as `benches/layer.rs` measures it).
+fn decode_floor(issuer: &TestIssuer, token: &str, n: usize) {
+    // Both crypto backends are compiled in (`--all-features`): pick aws-lc, as the layer does.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let key = jsonwebtoken::DecodingKey::from_secret(issuer.secret().unwrap());
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+    validation.set_audience(&[AUD]);
+    validation.set_issuer(&[ISS]);
+    let decode = |n: usize| {
+        for _ in 0..n {
+            std::hint::black_box(
+                jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).unwrap(),
+            );
+        }
+    };
+    decode(200);
+    let start = Instant::now();
+    measured_decode(decode, n);
+    println!(
+        "decode_hs256: {n} decodes, {:?} per decode",
+        start.elapsed() / u32::try_from(n).unwrap()
+    );
+}
+
+/// The decodes counted (callgrind collects inside `measured*` functions only).
+#[inline(never)]
+fn measured_decode(decode: impl Fn(usize), n: usize) {
+    decode(n);
+    std::hint::black_box(());
 }
 
 /// The requests counted: callgrind collects inside this function only.

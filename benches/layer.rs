@@ -82,8 +82,26 @@ fn axum_router() -> axum::Router {
     axum::Router::new().route("/items", axum::routing::get(|| async { "ok" }))
 }
 
-/// Benchmarks one request through `app` on a current-thread runtime; building the request is
-/// not timed.
+/// A router as its server runs it: `axum::serve` (`into_make_service`) calls
+/// `with_state(())` first, so every route is built into a service once instead of per request.
+trait Served {
+    fn served(self) -> Self;
+}
+
+impl Served for axum::Router {
+    fn served(self) -> Self {
+        self.with_state(())
+    }
+}
+
+impl Served for axum07::Router {
+    fn served(self) -> Self {
+        self.with_state(())
+    }
+}
+
+/// Benchmarks one request through `app`, finalised as its server would, on a current-thread
+/// runtime; building the request is not timed.
 fn bench_router<S, B, RB>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     rt: &tokio::runtime::Runtime,
@@ -92,12 +110,13 @@ fn bench_router<S, B, RB>(
     auth: Option<&HeaderValue>,
     expect: u16,
 ) where
-    S: tower::Service<Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S: Served + tower::Service<Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Error: std::fmt::Debug,
     S::Future: Send,
     B: Default,
     RB: Send,
 {
+    let app = app.served();
     // Check once, outside the measurement, that the stack answers as expected.
     let res = rt
         .block_on(app.clone().oneshot(request::<B>(auth)))

@@ -3,7 +3,7 @@
 # (deterministic for one build and input, whatever else the machine does; compare two builds
 # with it). Installs valgrind if it is missing (Debian, root).
 #
-# Usage: scripts/instructions.sh [CASE...]   (default: bare hit layers one_layer miss_hs256)
+# Usage: scripts/instructions.sh [CASE...]   (default: bare hit layers one_layer miss_hs256 decode_hs256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -14,7 +14,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   fi
 fi
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(bare hit layers one_layer miss_hs256)
+[ ${#cases[@]} -gt 0 ] || cases=(bare hit layers one_layer miss_hs256 decode_hs256)
 bin=$(cargo bench --bench instructions --all-features --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:
@@ -25,8 +25,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for case in "${cases[@]}"; do
   n=2000
-  [ "$case" = miss_hs256 ] && n=500
-  valgrind --tool=callgrind --collect-atstart=no --toggle-collect='instructions::measured' \
+  case $case in *hs256) n=500 ;; esac
+  valgrind --tool=callgrind --collect-atstart=no --toggle-collect='instructions::measured*' \
     --callgrind-out-file="$out/$case.out" "$bin" "$case" "$n" >/dev/null 2>"$out/$case.log"
   total=$(grep -o 'refs: *[0-9,]*' "$out/$case.log" | tr -dc 0-9)
   printf '%-12s %8d instructions per request\n' "$case" $(( total / n ))

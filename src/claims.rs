@@ -70,22 +70,22 @@ pub(crate) fn check_audience(
     unconfigured_ok: bool,
 ) -> Result<(), AuthError> {
     let wrong_type = || claim_err(AuthErrorKind::InvalidClaimType, "invalid aud claim");
-    let values: Vec<&str> = match aud {
+    let wanted = |v: &str| audiences.iter().any(|a| a == v);
+    // Every member is type-checked, whether or not an earlier one matched.
+    let matched = match aud {
         None if audiences.is_empty() => return Ok(()),
         None => return Err(claim_err(AuthErrorKind::MissingClaim, "missing aud claim")),
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().ok_or_else(wrong_type))
-            .collect::<Result<_, _>>()?,
+        Some(Value::String(s)) => wanted(s),
+        Some(Value::Array(items)) => {
+            let mut any = false;
+            for item in items {
+                any |= wanted(item.as_str().ok_or_else(wrong_type)?);
+            }
+            any
+        }
         Some(_) => return Err(wrong_type()),
     };
-    let ok = if audiences.is_empty() {
-        unconfigured_ok
-    } else {
-        values.iter().any(|v| audiences.iter().any(|a| a == v))
-    };
-    if ok {
+    if (audiences.is_empty() && unconfigured_ok) || matched {
         Ok(())
     } else {
         Err(AuthError::new(AuthErrorKind::InvalidAudience))

@@ -1,9 +1,11 @@
-//! Strict JSON: objects whose member names are unique.
+//! Strict JSON: objects whose member names are unique, and the JWS header read without a map.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::Deserializer;
-use serde::de::{MapAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize as _, Deserializer};
 use serde_json::{Map, Value};
 
 /// A JSON object whose members are unique (RFC 7515 §5.2 / RFC 8725 §3.1: a parser must refuse
@@ -31,5 +33,187 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A JWS protected header, reduced to what verification reads: `alg`, `kid` and `typ` borrowed
+/// from the decoded bytes, and whether `crit`, `enc` or `zip` are present. Parsed as strictly
+/// as [`StrictObject`] (duplicate members refused, every value fully checked), without building
+/// a map for the usual three members.
+pub(crate) struct JoseHeader<'a> {
+    pub(crate) alg: Member<'a>,
+    pub(crate) kid: Member<'a>,
+    pub(crate) typ: Member<'a>,
+    pub(crate) crit: bool,
+    pub(crate) enc_or_zip: bool,
+}
+
+/// One header member: absent, a string, or a value of another type.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Member<'a> {
+    Absent,
+    Str(Cow<'a, str>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for JoseHeader<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JoseHeader<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut header = JoseHeader {
+                    alg: Member::Absent,
+                    kid: Member::Absent,
+                    typ: Member::Absent,
+                    crit: false,
+                    enc_or_zip: false,
+                };
+                // Member names seen so far: a header has a handful.
+                let mut seen: Vec<Cow<'de, str>> = Vec::new();
+                while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+                    if seen.contains(&name) {
+                        return Err(serde::de::Error::custom("duplicate member"));
+                    }
+                    let slot = match &*name {
+                        "alg" => Some(&mut header.alg),
+                        "kid" => Some(&mut header.kid),
+                        "typ" => Some(&mut header.typ),
+                        other => {
+                            header.crit |= other == "crit";
+                            header.enc_or_zip |= other == "enc" || other == "zip";
+                            None
+                        }
+                    };
+                    match slot {
+                        Some(slot) => *slot = map.next_value::<Member<'de>>()?,
+                        // Checked as a value, then dropped.
+                        None => drop(map.next_value::<Value>()?),
+                    }
+                    seen.push(name);
+                }
+                Ok(header)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A member name, borrowed when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Member<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Member<'de>, E> {
+                Ok(Member::Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Member<'de>, E> {
+                Ok(Member::Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Member<'de>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Member<'de>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Member<'de>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Member<'de>, E> {
+                Ok(Member::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+                Ok(Member::Other)
+            }
+            // Arrays and objects are checked as `Value`s would be, then dropped.
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(|_| Member::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
+                Value::deserialize(MapAccessDeserializer::new(map)).map(|_| Member::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(json: &str) -> Option<JoseHeader<'_>> {
+        serde_json::from_str::<JoseHeader<'_>>(json).ok()
+    }
+
+    #[test]
+    fn header_members_are_borrowed_and_checked() {
+        let h =
+            header(r#"{"alg":"RS256","kid":"k1","typ":"at+jwt","x5t":[1,{"a":null}]}"#).unwrap();
+        assert_eq!(h.alg, Member::Str(Cow::Borrowed("RS256")));
+        assert!(matches!(h.kid, Member::Str(Cow::Borrowed("k1"))));
+        assert_eq!(h.typ, Member::Str(Cow::Borrowed("at+jwt")));
+        assert!(!h.crit && !h.enc_or_zip);
+        // Escapes are decoded (in names too), other types are `Other`.
+        let h = header(r#"{"al\u0067":"HS\u0032\u0035\u0036","kid":7,"crit":["exp"]}"#).unwrap();
+        assert_eq!(h.alg, Member::Str(Cow::Owned("HS256".into())));
+        assert_eq!(
+            (h.kid, h.typ, h.crit),
+            (Member::Other, Member::Absent, true)
+        );
+        assert!(header(r#"{"alg":"none","zip":"DEF"}"#).unwrap().enc_or_zip);
+    }
+
+    #[test]
+    fn header_is_as_strict_as_a_strict_object() {
+        for json in [
+            r#"{"alg":"RS256","alg":"HS256"}"#,
+            r#"{"alg":"RS256","al\u0067":"HS256"}"#,
+            r#"{"x":1,"x":2,"alg":"RS256"}"#,
+            r#"{"alg":"RS256","x":"\ud800"}"#,
+            r#"{"alg":["\ud800"]}"#,
+            r#"{"alg":"RS256"} x"#,
+            r#"{"alg":1e400}"#,
+            r#"["alg"]"#,
+            r#""alg""#,
+            r#"{"alg":"RS256""#,
+        ] {
+            assert!(header(json).is_none(), "{json}");
+            assert!(
+                serde_json::from_str::<StrictObject>(json).is_err(),
+                "{json}"
+            );
+        }
+        // Duplicates below the top level are the value's own business, as for `StrictObject`.
+        let nested = r#"{"alg":"RS256","jwk":{"k":1,"k":2}}"#;
+        assert!(header(nested).is_some());
+        assert!(serde_json::from_str::<StrictObject>(nested).is_ok());
     }
 }

@@ -49,6 +49,10 @@ pub struct Key {
     kid: Option<Arc<str>>,
     alg: Algorithm,
     decoding: DecodingKey,
+    /// An HMAC secret's key schedule, computed once (with aws-lc): `jsonwebtoken::crypto`
+    /// would redo it for every token.
+    #[cfg(feature = "aws-lc-rs")]
+    hmac: Option<aws_lc_rs::hmac::Key>,
 }
 
 impl fmt::Debug for Key {
@@ -180,10 +184,20 @@ impl Key {
     }
 
     fn raw(alg: Algorithm, decoding: DecodingKey) -> Self {
+        #[cfg(feature = "aws-lc-rs")]
+        let hmac = match (alg, decoding.try_get_as_bytes()) {
+            (Algorithm::HS256, Ok(secret)) => Some((aws_lc_rs::hmac::HMAC_SHA256, secret)),
+            (Algorithm::HS384, Ok(secret)) => Some((aws_lc_rs::hmac::HMAC_SHA384, secret)),
+            (Algorithm::HS512, Ok(secret)) => Some((aws_lc_rs::hmac::HMAC_SHA512, secret)),
+            _ => None,
+        }
+        .map(|(hmac_alg, secret)| aws_lc_rs::hmac::Key::new(hmac_alg, secret));
         Self {
             kid: None,
             alg,
             decoding,
+            #[cfg(feature = "aws-lc-rs")]
+            hmac,
         }
     }
 
@@ -204,8 +218,23 @@ impl Key {
         self.alg
     }
 
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// Checks a JWS signature (`signature`, base64url, checked to be in that alphabet) over
+    /// `signing_input` with this key and its own algorithm, in constant time for HMAC. Decodes
+    /// strictly: no padding, canonical trailing bits.
+    pub(crate) fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        #[cfg(feature = "aws-lc-rs")]
+        if let Some(key) = &self.hmac {
+            // The longest HMAC tag is 64 bytes (HS512), 86 characters, which `decode_slice`
+            // may estimate at 66; a signature that does not fit cannot match.
+            let mut tag = [0u8; 96];
+            return URL_SAFE_NO_PAD
+                .decode_slice(signature, &mut tag)
+                .is_ok_and(|n| aws_lc_rs::hmac::verify(key, signing_input, &tag[..n]).is_ok());
+        }
+        std::str::from_utf8(signature).is_ok_and(|signature| {
+            jsonwebtoken::crypto::verify(signature, signing_input, &self.decoding, self.alg)
+                .unwrap_or(false)
+        })
     }
 }
 
@@ -539,6 +568,43 @@ mod tests {
         assert!(Key::hmac(&SECRET[..31], Algorithm::HS256).is_err());
         assert!(Key::hmac(SECRET, Algorithm::HS256).is_ok());
         assert!(Key::hmac(SECRET, Algorithm::RS256).is_err());
+    }
+
+    #[test]
+    fn hmac_signatures_verify_as_jsonwebtoken_does() {
+        #[cfg(all(feature = "aws-lc-rs", feature = "rust-crypto"))]
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let input = b"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0";
+        let flip_last = |s: &str, to: char| format!("{}{to}", &s[..s.len() - 1]);
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let key = Key::hmac(SECRET, alg).unwrap();
+            let sig = jsonwebtoken::crypto::sign(
+                input,
+                &jsonwebtoken::EncodingKey::from_secret(SECRET),
+                alg,
+            )
+            .unwrap();
+            let floor = |sig: &str| {
+                jsonwebtoken::crypto::verify(sig, input, &key.decoding, alg).unwrap_or(false)
+            };
+            assert!(key.verify_signature(input, sig.as_bytes()), "{alg:?}");
+            assert!(floor(&sig));
+            // Another message, another key, a truncated or extended tag: refused.
+            assert!(!key.verify_signature(b"eyJhbGciOiJIUzI1NiJ9.e30", sig.as_bytes()));
+            let other = Key::hmac(b"another secret, also 32 bytes ok", alg).unwrap();
+            assert!(!other.verify_signature(input, sig.as_bytes()));
+            assert!(!key.verify_signature(input, &sig.as_bytes()[..sig.len() - 4]));
+            assert!(!key.verify_signature(input, format!("{sig}AAAA").as_bytes()));
+            assert!(!key.verify_signature(input, b""));
+            // Non-canonical trailing bits (the last character's unused bits set) decode to
+            // the same tag in a lax decoder: both refuse them.
+            let last = sig.chars().last().unwrap();
+            let lax = flip_last(&sig, if last == 'A' { 'B' } else { 'A' });
+            assert_eq!(key.verify_signature(input, lax.as_bytes()), floor(&lax));
+            let tweaked = flip_last(&sig, char::from(last as u8 ^ 1));
+            assert!(!key.verify_signature(input, tweaked.as_bytes()));
+            assert!(!floor(&tweaked));
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
-use crate::json::StrictObject;
+use crate::json::{JoseHeader, Member, StrictObject};
 use crate::keys::{Algorithm, Key, KeyLookupError, KeySet};
 use crate::principal::{Principal, ScopeClaim, TokenFingerprint, numeric_date};
 use crate::reject::{AuthError, AuthErrorKind};
@@ -318,11 +318,30 @@ fn is_b64url(part: &[u8]) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
-fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
+/// Decodes a base64url part into `buf`, or into `heap` when it does not fit.
+fn decode_b64<'b>(
+    part: &[u8],
+    buf: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+) -> Result<&'b [u8], AuthError> {
+    // `decode_slice` writes at most the decoded length, which is at most 3/4 of the input.
+    if part.len() / 4 * 3 + 3 <= buf.len() {
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(part, buf)
+            .map_err(|_| err(AuthErrorKind::MalformedToken))?;
+        return Ok(&buf[..n]);
+    }
+    URL_SAFE_NO_PAD
+        .decode_vec(part, heap)
         .map_err(|_| err(AuthErrorKind::MalformedToken))?;
-    serde_json::from_slice::<StrictObject>(&bytes)
+    Ok(heap)
+}
+
+fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {
+    let mut buf = [0u8; 2048];
+    let mut heap = Vec::new();
+    let bytes = decode_b64(part, &mut buf, &mut heap)?;
+    serde_json::from_slice::<StrictObject>(bytes)
         .map(|o| o.0)
         .map_err(|_| err(AuthErrorKind::MalformedToken))
 }
@@ -416,29 +435,34 @@ impl Jwt {
         signing_input: &[u8],
     ) -> Result<Principal, AuthError> {
         let inner = &*self.inner;
-        let header = decode_object(h)?;
+        // Headers are short: decoded on the stack, read without building a map.
+        let mut buf = [0u8; 512];
+        let mut heap = Vec::new();
+        let header = decode_b64(h, &mut buf, &mut heap)?;
+        let header = serde_json::from_slice::<JoseHeader<'_>>(header)
+            .map_err(|_| err(AuthErrorKind::MalformedToken))?;
 
-        let alg = match header.get("alg") {
-            Some(Value::String(a)) => a
+        let alg = match &header.alg {
+            Member::Str(a) => a
                 .parse::<Algorithm>()
                 .map_err(|_| err(AuthErrorKind::AlgorithmNotAllowed))?,
             _ => return Err(err(AuthErrorKind::MalformedToken)),
         };
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(k)) => Some(k.as_str()),
-            Some(_) => return Err(err(AuthErrorKind::MalformedToken)),
+        let kid = match &header.kid {
+            Member::Absent => None,
+            Member::Str(k) => Some(&**k),
+            Member::Other => return Err(err(AuthErrorKind::MalformedToken)),
         };
-        if header.contains_key("crit") {
+        if header.crit {
             return Err(err(AuthErrorKind::UnsupportedCritical));
         }
-        if header.contains_key("enc") || header.contains_key("zip") {
+        if header.enc_or_zip {
             return Err(err(AuthErrorKind::MalformedToken));
         }
-        let typ = match header.get("typ") {
-            None => None,
-            Some(Value::String(t)) => Some(t.as_str()),
-            Some(_) => return Err(err(AuthErrorKind::MalformedToken)),
+        let typ = match &header.typ {
+            Member::Absent => None,
+            Member::Str(t) => Some(&**t),
+            Member::Other => return Err(err(AuthErrorKind::MalformedToken)),
         };
         if inner.require_at_jwt
             && !typ.is_some_and(|t| {
@@ -460,17 +484,10 @@ impl Jwt {
             e
         })?;
 
-        // `s` is checked to be base64url; jsonwebtoken decodes it strictly (no padding,
-        // canonical trailing bits) and verifies with the key's own algorithm.
-        let signature = std::str::from_utf8(s).map_err(|_| err(AuthErrorKind::MalformedToken))?;
-        match jsonwebtoken::crypto::verify(
-            signature,
-            signing_input,
-            key.decoding_key(),
-            key.algorithm(),
-        ) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Err(err(AuthErrorKind::InvalidSignature)),
+        // `s` is checked to be base64url; it is decoded strictly (no padding, canonical
+        // trailing bits) and verified with the key's own algorithm.
+        if !key.verify_signature(signing_input, s) {
+            return Err(err(AuthErrorKind::InvalidSignature));
         }
 
         let claims = decode_object(p)?;

@@ -40,6 +40,7 @@ const CLI: Cli = Cli {
     name: "grpc",
     default_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051),
     key_flags: true,
+    revocations: false,
     note: "Serves grpc.health.v1.Health; Check and Watch need scope health:read.",
 };
 const HEALTH_SCOPE: &str = "health:read";

@@ -37,6 +37,7 @@ const CLI: Cli = Cli {
     name: "hyper",
     default_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3001),
     key_flags: false,
+    revocations: false,
     note: "Dev mode only: a signing key is generated at start and a token printed.",
 };
 /// How long open connections get to finish after a shutdown signal.

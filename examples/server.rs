@@ -89,6 +89,7 @@ const CLI: Cli = Cli {
     name: "server",
     default_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 3000),
     key_flags: true,
+    revocations: true,
     note: "",
 };
 /// How long a revoked token id is remembered: the revocation request carries only the `jti`,
@@ -218,7 +219,14 @@ async fn revoke(
     }
 }
 
-/// Tokens minted in dev mode, and the `curl` lines that exercise them.
+/// Tokens whose "not revoked" answer `--revocation-cache` keeps.
+const REVOCATION_CACHE_ENTRIES: usize = 100_000;
+
+/// The most tokens `DEV_LOAD_TOKENS` mints.
+const MAX_LOAD_TOKENS: usize = 10_000;
+
+/// Tokens minted in dev mode (and `DEV_LOAD_TOKENS` more, one caller each, for load tests),
+/// and the `curl` lines that exercise them.
 fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
     let mint = |sub: &str, scope: &str| {
         let c = dev.claims(sub, scope).client_id("dev-cli");
@@ -260,6 +268,21 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
         ("BURST", "", &burst),
     ] {
         out.push_str(&format!("# scope \"{scope}\"\n{name}_TOKEN={token}\n"));
+    }
+    // `scripts/loadtest.sh` sets this for its many-callers run: one token per caller.
+    let load_tokens = std::env::var("DEV_LOAD_TOKENS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_LOAD_TOKENS);
+    if load_tokens > 0 {
+        out.push_str(&format!(
+            "# DEV_LOAD_TOKENS: {load_tokens} callers, scope \"items:read\"\n"
+        ));
+        for i in 0..load_tokens {
+            let (token, _) = mint(&format!("load-{i}"), "items:read");
+            out.push_str(&format!("LOAD_TOKEN={token}\n"));
+        }
     }
     out.push_str("\n# try it (status codes in order):\n");
     let item = r#"{"name":"pear"}"#;
@@ -407,11 +430,15 @@ async fn run(mut opts: common::Options) -> Result<(), String> {
     // given (shared by every instance), else in this process.
     let lifecycle = Lifecycle::new(common::with_opaque_tokens(&opts, jwt)?);
     let lifecycle = match &opts.redis_url {
-        Some(url) => lifecycle.revocations(
-            RedisRevocations::connect(url)
+        Some(url) => {
+            let store = RedisRevocations::connect(url)
                 .await
-                .map_err(|e| format!("--redis-url {url}: {e}"))?,
-        ),
+                .map_err(|e| format!("--redis-url {url}: {e}"))?;
+            lifecycle.revocations(match opts.revocation_cache {
+                Some(max_age) => store.cache_answers(max_age, REVOCATION_CACHE_ENTRIES),
+                None => store,
+            })
+        }
         None => lifecycle.revocations(MemoryRevocations::default()),
     };
 

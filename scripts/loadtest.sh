@@ -5,11 +5,16 @@
 # 64 connections, loopback only, ROUNDS (default 3) runs per route and store; every process
 # started here is stopped on exit.
 #
-# Usage: [ROUNDS=N] scripts/loadtest.sh [DURATION]
+# With Redis, a third run keeps revocation answers for a second (`--revocation-cache 1s`).
+# Each store is also measured with LOAD_TOKENS (default 256) callers, one token each, sent in
+# turn (a wrk Lua script, for the bare route too).
+#
+# Usage: [ROUNDS=N] [LOAD_TOKENS=N] scripts/loadtest.sh [DURATION]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
 rounds="${ROUNDS:-3}"
+LOAD_TOKENS="${LOAD_TOKENS:-256}"
 
 if ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -22,14 +27,17 @@ cargo build --release --example server --features axum,tonic,testing,reqwest,red
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+trap 'cleanup; rm -f "$lua"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts the server with extra flags; sets ADDR and TOKEN (the printed reader token).
+lua=$(mktemp)
+# Starts the server with extra flags; sets ADDR and TOKEN (the printed reader token), and
+# writes a wrk script sending the LOAD_TOKENS callers' tokens in turn to $lua.
 start_server() {
   local out; out=$(mktemp)
-  ./target/release/examples/server --bind 127.0.0.1:0 --rate-limit 1000000000/1s "$@" >"$out" 2>/dev/null &
+  DEV_LOAD_TOKENS=$LOAD_TOKENS ./target/release/examples/server --bind 127.0.0.1:0 \
+    --rate-limit 1000000000/1s "$@" >"$out" 2>/dev/null &
   pids+=($!)
   for _ in $(seq 1 100); do
     grep -q '^listening on' "$out" && break
@@ -38,6 +46,26 @@ start_server() {
   ADDR=$(sed -n 's/^listening on http:\/\///p' "$out")
   TOKEN=$(sed -n 's/^READER_TOKEN=//p' "$out")
   [ -n "$ADDR" ] && [ -n "$TOKEN" ] || { echo "server did not start" >&2; exit 1; }
+  # Requests are formatted once per wrk thread; each thread starts at its own offset.
+  {
+    echo 'local tokens = {'
+    sed -n 's/^LOAD_TOKEN=\(.*\)$/  "\1",/p' "$out"
+    echo '}'
+    cat <<'LUA'
+local threads, reqs, i = 0, {}, 0
+setup = function(thread) thread:set("offset", threads * 101); threads = threads + 1 end
+init = function()
+  for k, t in ipairs(tokens) do
+    reqs[k] = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. t })
+  end
+  i = offset or 0
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+LUA
+  } >"$lua"
 }
 
 # Prints "requests/s p99 non-2xx" for one wrk run.
@@ -82,6 +110,15 @@ measure() {
   local b; b=$(median "${bare[@]}")
   report "$label" /ping "$b" "$(median "${ping[@]}")"
   report "$label" /me "$b" "$(median "${me[@]}")"
+  # Many callers, each reusing its own token (LOAD_TOKENS of them, sent in turn through the
+  # same wrk script to both routes): no two requests in a row share a principal, a cache
+  # entry or a limiter cell, as with real clients.
+  bare=(); ping=()
+  for _ in $(seq 1 "$rounds"); do
+    bare+=("$(run_wrk -s "$lua" "http://$ADDR/health")")
+    ping+=("$(run_wrk -s "$lua" "http://$ADDR/ping")")
+  done
+  report "$label" "/ping ($LOAD_TOKENS callers)" "$(median "${bare[@]}")" "$(median "${ping[@]}")"
 }
 
 start_server
@@ -95,6 +132,11 @@ if command -v redis-server >/dev/null 2>&1; then
   sleep 0.5
   start_server --redis-url "redis://127.0.0.1:$port"
   measure redis
+  # The same, keeping each "not revoked" answer for a second (`--revocation-cache`): one
+  # revocation round trip per token per second; the rate-limit script still runs per request.
+  kill "${pids[-1]}" 2>/dev/null || true
+  start_server --redis-url "redis://127.0.0.1:$port" --revocation-cache 1s
+  measure redis-rc
 else
   echo "redis-server not found: skipping the Redis run"
 fi

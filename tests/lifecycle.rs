@@ -228,6 +228,75 @@ async fn redis_revocation_is_shared_between_instances() {
     );
 }
 
+/// How many `MGET`s (revocation checks) the Redis server has answered since the last reset.
+async fn mget_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn redis_answers_cached_for_a_bounded_time() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let connect = || async { RedisRevocations::connect(&redis.url()).await.unwrap() };
+    let a = Lifecycle::new(jwt()).revocations(connect().await);
+    let cached = |max_age| async move {
+        Lifecycle::new(jwt()).revocations(connect().await.cache_answers(max_age, 100))
+    };
+    let b = cached(Duration::from_secs(60)).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+
+    // One round trip per token per interval, not per request.
+    let token = issuer().mint(c("alice"));
+    let before = mget_calls(&mut conn).await;
+    for _ in 0..20 {
+        send(&layer(&b), bearer(&token)).await.assert_ok();
+    }
+    assert_eq!(mget_calls(&mut conn).await - before, 1);
+
+    // Revoked through another instance: this one sees it once its answer is `max_age` old.
+    let short = cached(Duration::from_millis(300)).await;
+    let p = send(&layer(&short), bearer(&token))
+        .await
+        .assert_ok()
+        .clone();
+    a.revoke_token(&p).await.unwrap();
+    send(&layer(&a), bearer(&token))
+        .await
+        .assert_invalid_token("token revoked");
+    send(&layer(&b), bearer(&token)).await.assert_ok();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    send(&layer(&short), bearer(&token))
+        .await
+        .assert_invalid_token("token revoked");
+
+    // Revoked through this store: at once, cached answer or not.
+    let bob = issuer().mint(c("bob"));
+    let p = send(&layer(&b), bearer(&bob)).await.assert_ok().clone();
+    b.revoke_token(&p).await.unwrap();
+    send(&layer(&b), bearer(&bob))
+        .await
+        .assert_invalid_token("token revoked");
+
+    // Redis down: a fresh answer still serves its token; any other token fails closed.
+    let carol = issuer().mint(c("carol"));
+    send(&layer(&b), bearer(&carol)).await.assert_ok();
+    redis.kill();
+    send(&layer(&b), bearer(&carol)).await.assert_ok();
+    let out = send(&layer(&b), bearer(&issuer().mint(c("dave")))).await;
+    assert_eq!(out.status, 503);
+    assert!(!out.called);
+}
+
 #[tokio::test]
 async fn static_api_keys_and_the_chain() {
     let key = "svc-key-0123456789-abcdefghijkl";

@@ -695,6 +695,14 @@ fn bad_arguments_are_refused() {
         &["--issuer", ""],
         &["--jwks-url"],
         &["--oidc-issuer", ""],
+        // A revocation cache needs Redis, and a duration.
+        &["--revocation-cache", "1s"],
+        &[
+            "--revocation-cache",
+            "soon",
+            "--redis-url",
+            "redis://127.0.0.1:9",
+        ],
         // One key source at most.
         &[
             "--key-file",

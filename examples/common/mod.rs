@@ -55,6 +55,14 @@ const KEY_FLAGS_HELP: &str = "  --key-file PATH     a PEM public key, or a JWK S
                       (proof jti replay state in Redis with --redis-url)
 ";
 
+/// The usage lines of `--revocation-cache` (examples that keep revocations).
+const REVOCATION_FLAGS_HELP: &str = "  --revocation-cache DURATION
+                      with --redis-url: use each \"not revoked\" answer for up to DURATION
+                      (e.g. 1s, 500ms): one Redis round trip per token per DURATION, and a
+                      revocation made through another instance takes effect here up to
+                      DURATION later (default: no cache)
+";
+
 /// The command line of one example.
 #[derive(Debug)]
 pub(crate) struct Cli {
@@ -64,6 +72,8 @@ pub(crate) struct Cli {
     pub(crate) default_bind: SocketAddr,
     /// Whether it takes the key-source and claim flags (without them: dev mode only).
     pub(crate) key_flags: bool,
+    /// Whether it keeps revocations (and takes `--revocation-cache`).
+    pub(crate) revocations: bool,
     /// A paragraph after the flags.
     pub(crate) note: &'static str,
 }
@@ -101,6 +111,7 @@ pub(crate) struct Options {
     pub(crate) audience: Option<String>,
     pub(crate) rate_limit: Option<Quota>,
     pub(crate) redis_url: Option<String>,
+    pub(crate) revocation_cache: Option<Duration>,
     pub(crate) introspection_url: Option<String>,
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<String>,
@@ -127,10 +138,17 @@ impl Cli {
             out.push_str(" [--key-file PATH | --jwks-url URL | --oidc-issuer URL]\n");
             out.push_str(&format!("{indent} [--issuer ISS] [--audience AUD]\n"));
             out.push_str(&format!(
-                "{indent} [--rate-limit N/DURATION] [--redis-url URL] [--require-dpop]\n\n"
+                "{indent} [--rate-limit N/DURATION] [--redis-url URL] [--require-dpop]\n"
             ));
+            if self.revocations {
+                out.push_str(&format!("{indent} [--revocation-cache DURATION]\n"));
+            }
+            out.push('\n');
             out.push_str(&bind_help);
             out.push_str(KEY_FLAGS_HELP);
+            if self.revocations {
+                out.push_str(REVOCATION_FLAGS_HELP);
+            }
         } else {
             out.push_str("\n\n");
             out.push_str(&bind_help);
@@ -168,6 +186,7 @@ impl Cli {
             audience: None,
             rate_limit: None,
             redis_url: None,
+            revocation_cache: None,
             introspection_url: None,
             client_id: None,
             client_secret: None,
@@ -201,6 +220,7 @@ impl Cli {
                 | "--introspection-url"
                 | "--client-id"
                 | "--client-secret" => self.key_flags,
+                "--revocation-cache" => self.key_flags && self.revocations,
                 _ => false,
             };
             if !known {
@@ -240,6 +260,14 @@ impl Cli {
                     opts.redis_url = Some(value);
                     continue;
                 }
+                "--revocation-cache" => {
+                    opts.revocation_cache = Some(parse_duration(&value).ok_or_else(|| {
+                        ArgsError::Usage(format!(
+                            "`--revocation-cache {value}` is not a duration like 1s or 500ms"
+                        ))
+                    })?);
+                    continue;
+                }
                 "--introspection-url" => {
                     opts.introspection_url = Some(value);
                     continue;
@@ -265,6 +293,11 @@ impl Cli {
             }
             opts.keys = source;
         }
+        if opts.revocation_cache.is_some() && opts.redis_url.is_none() {
+            return Err(ArgsError::Usage(
+                "`--revocation-cache` goes with `--redis-url`".into(),
+            ));
+        }
         let credentials = (opts.client_id.is_some(), opts.client_secret.is_some());
         if opts.introspection_url.is_some() != (credentials == (true, true))
             || credentials.0 != credentials.1
@@ -274,6 +307,19 @@ impl Cli {
             ));
         }
         Ok(opts)
+    }
+}
+
+/// `500ms`, `1s`, `2m`: a whole number and a unit.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        _ => None,
     }
 }
 

@@ -75,7 +75,8 @@ pin_project! {
         Calling {
             #[pin]
             fut: S::Future,
-            nonce: Option<HeaderValue>,
+            // Boxed: only DPoP with server nonces has one, and every request moves this state.
+            nonce: Option<Box<HeaderValue>>,
             fields: Option<Fields>,
         },
         Rejected {
@@ -166,7 +167,7 @@ where
     ) -> Self {
         match admission {
             Admission::Pass(fields) => {
-                let nonce = verified.apply(&mut req);
+                let nonce = verified.apply(&mut req).map(Box::new);
                 shared.renderer.install(&mut req);
                 Self {
                     state: State::Calling {
@@ -278,7 +279,7 @@ where
                 StateProj::Calling { fut, nonce, fields } => {
                     let mut res = ready!(fut.poll(cx))?;
                     if let Some(nonce) = nonce.take() {
-                        res.headers_mut().insert(crate::reject::DPOP_NONCE, nonce);
+                        res.headers_mut().insert(crate::reject::DPOP_NONCE, *nonce);
                     }
                     if let Some(fields) = fields.take() {
                         fields.apply(&mut res);

@@ -1,4 +1,6 @@
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::aio::ConnectionLike;
@@ -13,15 +15,17 @@ use crate::rate_limit::StoreError;
 /// Revocations in Redis (feature `redis`), shared by every instance that uses the server: a
 /// revocation made on one instance takes effect on the others at their next request.
 ///
-/// A check is one round trip (`MGET` of the token-id, fingerprint and subject keys), with no
-/// local cache, so there is no staleness window; it is bounded by a timeout (default 250 ms).
-/// Entries are written with `SET … EX`, the time until the token would have expired, so
-/// nothing outlives the tokens it concerns. Keys are `tower-bearer:rv:` and a hex digest: no
-/// token, token id or subject is stored in clear.
+/// A check is one round trip (`MGET` of the token-id, fingerprint and subject keys), bounded
+/// by a timeout (default 250 ms). By default nothing is cached, so there is no staleness
+/// window; [`cache_answers`](Self::cache_answers) trades a bounded one for one round trip per
+/// token per interval instead of one per request. Entries are written with `SET … EX`, the
+/// time until the token would have expired, so nothing outlives the tokens it concerns. Keys
+/// are `tower-bearer:rv:` and a hex digest: no token, token id or subject is stored in clear.
 pub struct RedisRevocations<C> {
     conn: C,
     timeout: Duration,
     prefix: String,
+    answers: Option<Arc<Answers>>,
 }
 
 impl<C> fmt::Debug for RedisRevocations<C> {
@@ -29,7 +33,34 @@ impl<C> fmt::Debug for RedisRevocations<C> {
         f.debug_struct("RedisRevocations")
             .field("timeout", &self.timeout)
             .field("prefix", &self.prefix)
+            .field("cache_answers", &self.answers.as_ref().map(|a| a.max_age))
             .finish_non_exhaustive()
+    }
+}
+
+/// "Not revoked" answers from Redis, each used for at most `max_age`, keyed by the token's
+/// fingerprint key (a digest of verified data: it names one token, and so its `jti`, `sub`
+/// and `iat`).
+struct Answers {
+    max_age: Duration,
+    map: quick_cache::sync::Cache<[u8; 16], Answer>,
+    /// Moved by every revocation made through this store, before and after it is written:
+    /// an answer fetched under an older generation is never used.
+    generation: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct Answer {
+    at: quanta::Instant,
+    generation: u64,
+}
+
+impl Answers {
+    fn fresh(&self, key: &[u8; 16]) -> bool {
+        self.map.get(key).is_some_and(|a| {
+            a.generation == self.generation.load(Ordering::Acquire)
+                && quanta::Instant::now().saturating_duration_since(a.at) < self.max_age
+        })
     }
 }
 
@@ -51,7 +82,29 @@ where
             conn,
             timeout: Duration::from_millis(250),
             prefix: "tower-bearer:rv:".to_owned(),
+            answers: None,
         }
+    }
+
+    /// Keeps each "not revoked" answer for up to `max_age`, for at most `max_entries` tokens
+    /// (least recently useful first out): a token used many times a second costs one round
+    /// trip per `max_age` instead of one per request, and keeps working for up to `max_age`
+    /// while Redis is unreachable.
+    ///
+    /// The price is a staleness window: a revocation made through *another* instance (or
+    /// straight in Redis) takes effect here up to `max_age` later. One made through this store
+    /// takes effect here at once. "Revoked" answers are never cached (they are final anyway).
+    /// Off by default; `max_age` of zero turns it off.
+    #[must_use]
+    pub fn cache_answers(mut self, max_age: Duration, max_entries: usize) -> Self {
+        self.answers = (!max_age.is_zero() && max_entries > 0).then(|| {
+            Arc::new(Answers {
+                max_age,
+                map: quick_cache::sync::Cache::new(max_entries),
+                generation: AtomicU64::new(0),
+            })
+        });
+        self
     }
 
     /// The limit on one check or write (default 250 ms).
@@ -78,7 +131,21 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     fn is_revoked(&self, p: &Principal) -> Lookup {
-        let keys: Vec<String> = keys_of(p)
+        let digests = keys_of(p);
+        // The fingerprint key is always there; it names this one token.
+        let cached = self.answers.as_ref().zip(digests[1]);
+        if let Some((answers, key)) = &cached
+            && answers.fresh(key)
+        {
+            return Lookup::ready(Ok(false));
+        }
+        // Taken before asking: a revocation through this store while Redis answers makes the
+        // answer unusable.
+        let remember = cached.map(|(answers, key)| {
+            let generation = answers.generation.load(Ordering::Acquire);
+            (answers.clone(), key, generation)
+        });
+        let keys: Vec<String> = digests
             .iter()
             .map(|k| k.map_or_else(|| format!("{}-", self.prefix), |d| self.key(d)))
             .collect();
@@ -94,7 +161,14 @@ where
             .map_err(|_| StoreError::new(format!("Redis did not answer within {timeout:?}")))?
             .map_err(|e| StoreError::new(format!("Redis error: {e}")))?;
             let get = |i: usize| values.get(i).copied().flatten();
-            Ok(revoked(&p, get(0).is_some(), get(1).is_some(), get(2)))
+            let is_revoked = revoked(&p, get(0).is_some(), get(1).is_some(), get(2));
+            if let Some((answers, key, generation)) = remember
+                && !is_revoked
+            {
+                let at = quanta::Instant::now();
+                answers.map.insert(key, Answer { at, generation });
+            }
+            Ok(is_revoked)
         })
     }
 
@@ -111,11 +185,20 @@ where
         };
         let mut conn = self.conn.clone();
         let timeout = self.timeout;
+        // Every cached answer is void from now on, and again once the write is done (an answer
+        // fetched while it was under way may predate it).
+        let answers = self.answers.clone();
+        let void = move || {
+            if let Some(a) = &answers {
+                a.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        };
+        void();
         Box::pin(async move {
             if ttl == 0 {
                 return Ok(());
             }
-            tokio::time::timeout(
+            let written = tokio::time::timeout(
                 timeout,
                 redis::cmd("SET")
                     .arg(&key)
@@ -125,8 +208,10 @@ where
                     .query_async::<()>(&mut conn),
             )
             .await
-            .map_err(|_| StoreError::new(format!("Redis did not answer within {timeout:?}")))?
-            .map_err(|e| StoreError::new(format!("Redis error: {e}")))
+            .map_err(|_| StoreError::new(format!("Redis did not answer within {timeout:?}")))
+            .and_then(|r| r.map_err(|e| StoreError::new(format!("Redis error: {e}"))));
+            void();
+            written
         })
     }
 }

@@ -14,6 +14,7 @@
 //! assert_eq!(clock.now().duration_since(UNIX_EPOCH).unwrap().as_secs(), 1_700_000_030);
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,16 +27,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// The current time as fractional seconds since the Unix epoch (a JWT `NumericDate`).
     fn unix_seconds(&self) -> f64 {
-        match self.now().duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_secs_f64(),
-            Err(e) => -e.duration().as_secs_f64(),
-        }
+        system_unix_seconds(self.now())
     }
 }
 
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> SystemTime {
         (**self).now()
+    }
+
+    fn unix_seconds(&self) -> f64 {
+        (**self).unix_seconds()
     }
 }
 
@@ -46,6 +48,38 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// The wall clock, read at most once per [`WALL_CLOCK_REREAD`] per thread: in between,
+    /// the CPU's time-stamp counter (`quanta`, a few nanoseconds) advances the last reading,
+    /// where a wall-clock read costs tens of nanoseconds on virtual machines. A step of the
+    /// wall clock is seen within that interval; the counter's drift never accumulates.
+    fn unix_seconds(&self) -> f64 {
+        thread_local! {
+            static LAST: Cell<Option<(quanta::Instant, f64)>> = const { Cell::new(None) };
+        }
+        let now = quanta::Instant::now();
+        LAST.with(|last| {
+            if let Some((at, secs)) = last.get() {
+                let since = now.saturating_duration_since(at);
+                if since < WALL_CLOCK_REREAD {
+                    return secs + since.as_secs_f64();
+                }
+            }
+            let secs = system_unix_seconds(SystemTime::now());
+            last.set(Some((now, secs)));
+            secs
+        })
+    }
+}
+
+/// How often [`SystemClock::unix_seconds`] reads the wall clock (per thread, at most).
+pub const WALL_CLOCK_REREAD: Duration = Duration::from_millis(10);
+
+fn system_unix_seconds(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
     }
 }
 
@@ -114,6 +148,21 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_unix_seconds_follow_the_wall_clock() {
+        for _ in 0..3 {
+            let wall = system_unix_seconds(SystemTime::now());
+            let fast = SystemClock.unix_seconds();
+            // Within the re-read interval plus the time between the two reads.
+            assert!((fast - wall).abs() < 0.5, "{fast} vs {wall}");
+            std::thread::sleep(WALL_CLOCK_REREAD + Duration::from_millis(2));
+        }
+        // It moves between re-reads too.
+        let a = SystemClock.unix_seconds();
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(SystemClock.unix_seconds() > a);
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

@@ -53,7 +53,9 @@ impl Clock for SystemClock {
     /// The wall clock, read at most once per [`WALL_CLOCK_REREAD`] per thread: in between,
     /// the CPU's time-stamp counter (`quanta`, a few nanoseconds) advances the last reading,
     /// where a wall-clock read costs tens of nanoseconds on virtual machines. A step of the
-    /// wall clock is seen within that interval; the counter's drift never accumulates.
+    /// wall clock is seen within that interval; the counter's drift never accumulates. (Where
+    /// the counter stops while a machine is suspended, a thread reads the time from before the
+    /// pause for at most that interval after it.)
     fn unix_seconds(&self) -> f64 {
         thread_local! {
             static LAST: Cell<Option<(quanta::Instant, f64)>> = const { Cell::new(None) };

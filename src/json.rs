@@ -1,6 +1,7 @@
 //! Strict JSON: objects whose member names are unique, and the JWS header read without a map.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
@@ -48,6 +49,9 @@ pub(crate) struct JoseHeader<'a> {
     pub(crate) enc_or_zip: bool,
 }
 
+/// Up to this many member names, duplicates are looked for in a list.
+const FEW_MEMBERS: usize = 8;
+
 /// One header member: absent, a string, or a value of another type.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Member<'a> {
@@ -72,10 +76,20 @@ impl<'de> serde::Deserialize<'de> for JoseHeader<'de> {
                     crit: false,
                     enc_or_zip: false,
                 };
-                // Member names seen so far: a header has a handful.
+                // Member names seen so far: a header has a handful, searched in a list; a
+                // forged one with hundreds goes to a set, so the check stays linear.
                 let mut seen: Vec<Cow<'de, str>> = Vec::new();
+                let mut many: HashSet<Cow<'de, str>> = HashSet::new();
                 while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-                    if seen.contains(&name) {
+                    if many.is_empty() && seen.len() == FEW_MEMBERS {
+                        many.extend(seen.drain(..));
+                    }
+                    let duplicate = if many.is_empty() {
+                        seen.contains(&name)
+                    } else {
+                        many.contains(&name)
+                    };
+                    if duplicate {
                         return Err(serde::de::Error::custom("duplicate member"));
                     }
                     let slot = match &*name {
@@ -93,7 +107,11 @@ impl<'de> serde::Deserialize<'de> for JoseHeader<'de> {
                         // Checked as a value, then dropped.
                         None => drop(map.next_value::<Value>()?),
                     }
-                    seen.push(name);
+                    if many.is_empty() {
+                        seen.push(name);
+                    } else {
+                        many.insert(name);
+                    }
                 }
                 Ok(header)
             }
@@ -210,6 +228,15 @@ mod tests {
                 serde_json::from_str::<StrictObject>(json).is_err(),
                 "{json}"
             );
+        }
+        // Past the list, in the set: still refused, still linear.
+        let many: String = (0..600).map(|i| format!(r#""m{i}":0,"#)).collect();
+        let ok = format!(r#"{{{many}"alg":"RS256"}}"#);
+        assert!(header(&ok).is_some());
+        for again in ["m3", "m500", "m599"] {
+            let dup = format!(r#"{{{many}"{again}":1,"alg":"RS256"}}"#);
+            assert!(header(&dup).is_none(), "{again}");
+            assert!(serde_json::from_str::<StrictObject>(&dup).is_err());
         }
         // Duplicates below the top level are the value's own business, as for `StrictObject`.
         let nested = r#"{"alg":"RS256","jwk":{"k":1,"k":2}}"#;

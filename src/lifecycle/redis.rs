@@ -49,6 +49,23 @@ struct Answers {
     generation: AtomicU64,
 }
 
+/// Voids every cached answer when made to, and when dropped.
+struct VoidOnDrop(Option<Arc<Answers>>);
+
+impl VoidOnDrop {
+    fn void(&self) {
+        if let Some(a) = &self.0 {
+            a.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for VoidOnDrop {
+    fn drop(&mut self) {
+        self.void();
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Answer {
     at: quanta::Instant,
@@ -141,9 +158,13 @@ where
         }
         // Taken before asking: a revocation through this store while Redis answers makes the
         // answer unusable.
+        // So is the time: an answer is as old as the question.
         let remember = cached.map(|(answers, key)| {
-            let generation = answers.generation.load(Ordering::Acquire);
-            (answers.clone(), key, generation)
+            let answer = Answer {
+                at: quanta::Instant::now(),
+                generation: answers.generation.load(Ordering::Acquire),
+            };
+            (answers.clone(), key, answer)
         });
         let keys: Vec<String> = digests
             .iter()
@@ -162,11 +183,10 @@ where
             .map_err(|e| StoreError::new(format!("Redis error: {e}")))?;
             let get = |i: usize| values.get(i).copied().flatten();
             let is_revoked = revoked(&p, get(0).is_some(), get(1).is_some(), get(2));
-            if let Some((answers, key, generation)) = remember
+            if let Some((answers, key, answer)) = remember
                 && !is_revoked
             {
-                let at = quanta::Instant::now();
-                answers.map.insert(key, Answer { at, generation });
+                answers.map.insert(key, answer);
             }
             Ok(is_revoked)
         })
@@ -185,20 +205,16 @@ where
         };
         let mut conn = self.conn.clone();
         let timeout = self.timeout;
-        // Every cached answer is void from now on, and again once the write is done (an answer
-        // fetched while it was under way may predate it).
-        let answers = self.answers.clone();
-        let void = move || {
-            if let Some(a) = &answers {
-                a.generation.fetch_add(1, Ordering::AcqRel);
-            }
-        };
-        void();
+        // Every cached answer is void from now on, and again once the write is over, done or
+        // dropped half-way (an answer fetched while it was under way may predate it).
+        let again = VoidOnDrop(self.answers.clone());
+        again.void();
         Box::pin(async move {
+            let _again = again;
             if ttl == 0 {
                 return Ok(());
             }
-            let written = tokio::time::timeout(
+            tokio::time::timeout(
                 timeout,
                 redis::cmd("SET")
                     .arg(&key)
@@ -208,10 +224,8 @@ where
                     .query_async::<()>(&mut conn),
             )
             .await
-            .map_err(|_| StoreError::new(format!("Redis did not answer within {timeout:?}")))
-            .and_then(|r| r.map_err(|e| StoreError::new(format!("Redis error: {e}"))));
-            void();
-            written
+            .map_err(|_| StoreError::new(format!("Redis did not answer within {timeout:?}")))?
+            .map_err(|e| StoreError::new(format!("Redis error: {e}")))
         })
     }
 }

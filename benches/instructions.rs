@@ -3,11 +3,13 @@
 //!
 //! `cargo bench --bench instructions -- CASE [N]` runs CASE on N prebuilt requests (default
 //! 2,000) after 200 of warm-up; under `valgrind --tool=callgrind
-//! --toggle-collect=instructions::measured` only the measured requests count. Cases: `bare`
-//! (the axum router alone, no credential), `hit` (the bearer layer, reused RS256 token),
-//! `layers` (bearer layer, scope guard and memory rate limit as three layers), `one_layer`
-//! (the same checks in the bearer layer), `miss_hs256` (a first-seen HS256 token, cache off).
-//! Run natively it just runs the loop and prints the time per request.
+//! --toggle-collect='instructions::measured*'` only the measured requests count. Cases:
+//! `bare` (the axum router alone, no credential), `hit` (the bearer layer, reused RS256
+//! token), `layers` (bearer layer, scope guard and memory rate limit as three layers),
+//! `one_layer` (the same checks in the bearer layer), `miss_hs256` (a first-seen HS256 token,
+//! cache off), `decode_hs256` (`jsonwebtoken::decode` of that token alone, its floor). Every
+//! router is finalised as `axum::serve` does. Run natively it just runs the loop and prints
+//! the time per request.
 
 use std::time::{Duration, Instant};
 

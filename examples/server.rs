@@ -270,11 +270,19 @@ fn dev_banner(dev: &DevMode, addr: SocketAddr) -> String {
         out.push_str(&format!("# scope \"{scope}\"\n{name}_TOKEN={token}\n"));
     }
     // `scripts/loadtest.sh` sets this for its many-callers run: one token per caller.
-    let load_tokens = std::env::var("DEV_LOAD_TOKENS")
-        .ok()
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(MAX_LOAD_TOKENS);
+    let load_tokens = match std::env::var("DEV_LOAD_TOKENS") {
+        Err(_) => 0,
+        Ok(n) => match n.parse::<usize>() {
+            Ok(n) if n <= MAX_LOAD_TOKENS => n,
+            _ => {
+                tracing::warn!(
+                    value = %n,
+                    "DEV_LOAD_TOKENS wants a number up to {MAX_LOAD_TOKENS}: minting none"
+                );
+                0
+            }
+        },
+    };
     if load_tokens > 0 {
         out.push_str(&format!(
             "# DEV_LOAD_TOKENS: {load_tokens} callers, scope \"items:read\"\n"

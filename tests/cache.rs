@@ -11,7 +11,7 @@ use tower_bearer::clock::ManualClock;
 use tower_bearer::extract::Extractor;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations};
 use tower_bearer::testing::TestIssuer;
-use tower_bearer::validate::{Chain, Jwt};
+use tower_bearer::validate::{Authenticator, Chain, Jwt, MultiIssuer};
 
 const T: u64 = 1_800_000_000;
 
@@ -192,4 +192,69 @@ async fn a_chain_takes_from_the_jwt_cache_only_what_it_would_send_the_jwt_authen
     let hits = jwt.cache_stats().unwrap().hits;
     send(&chain, bearer(&t)).await.assert_ok();
     assert_eq!(jwt.cache_stats().unwrap().hits, hits + 1);
+}
+
+#[tokio::test]
+async fn a_multi_issuer_answers_reused_tokens_from_its_issuers_caches() {
+    let other = TestIssuer::es256().with_kid("o");
+    let jwt = |key, iss: &str| {
+        Jwt::builder()
+            .key(key)
+            .issuer(iss)
+            .audience("api")
+            .clock(ManualClock::at_unix(T))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        jwt(issuer().key(), "https://a"),
+        jwt(other.key(), "https://b"),
+    );
+    let multi = MultiIssuer::builder()
+        .issuer("https://a", a.clone())
+        .issuer("https://b", b.clone())
+        .build()
+        .unwrap();
+    let l = BearerAuthLayer::new(multi.clone()).realm(REALM);
+    let claims = |iss: &str| json!({"sub": "alice", "aud": "api", "iss": iss, "iat": T - 10, "exp": T + 600});
+    let (ta, tb) = (
+        issuer().mint(claims("https://a")),
+        other.mint(claims("https://b")),
+    );
+    // The fast path answers only for tokens an issuer has verified.
+    assert!(multi.authenticate_cached(ta.as_bytes()).is_none());
+    for _ in 0..3 {
+        send(&l, bearer(&ta)).await.assert_ok();
+        send(&l, bearer(&tb)).await.assert_ok();
+    }
+    for jwt in [&a, &b] {
+        let s = jwt.cache_stats().unwrap();
+        // Each issuer verified its token once; the other four requests hit.
+        assert_eq!((s.misses, s.hits), (1, 2), "{s:?}");
+    }
+    for t in [&ta, &tb] {
+        let cached = multi.authenticate_cached(t.as_bytes()).unwrap();
+        let principal = cached.into_ready().ok().unwrap().unwrap();
+        assert_eq!(principal.subject(), Some("alice"));
+    }
+    // A token signed by b's key but naming a is still refused (b's cache never saw it).
+    let forged = other.mint(claims("https://a"));
+    send(&l, bearer(&forged))
+        .await
+        .assert_invalid_token("unknown signing key");
+    assert!(multi.authenticate_cached(forged.as_bytes()).is_none());
+
+    // With more than four issuers, a first-seen token would cost too many lookups: the
+    // layer takes the full path (which still uses the issuer's cache).
+    let mut many = MultiIssuer::builder();
+    for i in 0..5 {
+        let iss = format!("https://t{i}");
+        many = many.issuer(iss.clone(), jwt(issuer().key(), &iss));
+    }
+    let many = many.build().unwrap();
+    let t0 = issuer().mint(claims("https://t0"));
+    let l = BearerAuthLayer::new(many.clone()).realm(REALM);
+    send(&l, bearer(&t0)).await.assert_ok();
+    assert!(many.authenticate_cached(t0.as_bytes()).is_none());
+    send(&l, bearer(&t0)).await.assert_ok();
 }

@@ -130,7 +130,22 @@ impl MultiIssuer {
     }
 }
 
+/// Up to this many issuers, a reused token is looked up in each one's token cache before its
+/// payload is read; with more, a token seen for the first time would pay too many lookups.
+const MAX_CACHE_PROBES: usize = 4;
+
 impl Authenticator for MultiIssuer {
+    /// A token in one issuer's cache was verified by that issuer's authenticator, which
+    /// requires that `iss`: it is the one `authenticate` would pick, so its answer is the same.
+    fn authenticate_cached(&self, credential: &[u8]) -> Option<Authentication> {
+        if self.by_issuer.len() > MAX_CACHE_PROBES {
+            return None;
+        }
+        self.by_issuer
+            .values()
+            .find_map(|jwt| jwt.authenticate_cached(credential))
+    }
+
     fn authenticate(&self, token: &BearerToken) -> Authentication {
         match self.pick(token.as_str()) {
             Ok(jwt) => jwt.authenticate(token),

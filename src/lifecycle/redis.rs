@@ -156,9 +156,8 @@ where
         {
             return Lookup::ready(Ok(false));
         }
-        // Taken before asking: a revocation through this store while Redis answers makes the
-        // answer unusable.
-        // So is the time: an answer is as old as the question.
+        // Both taken before asking: the generation (a revocation through this store while Redis
+        // answers makes the answer unusable) and the time (an answer is as old as its question).
         let remember = cached.map(|(answers, key)| {
             let answer = Answer {
                 at: quanta::Instant::now(),

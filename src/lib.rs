@@ -46,6 +46,7 @@ pub mod error;
 pub mod extract;
 mod guard;
 mod hash;
+mod intern;
 mod json;
 pub mod keys;
 pub mod lifecycle;

@@ -37,6 +37,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
 use crate::body::AuthBody;
+use crate::intern::Text;
 use crate::principal::TokenFingerprint;
 
 /// What went wrong, precisely. The wire form (status, `error` code) follows from it.
@@ -503,7 +504,9 @@ type BodyFn = dyn Fn(&AuthError) -> RejectionBody + Send + Sync;
 /// Renders [`AuthError`]s as HTTP or gRPC responses; one per layer.
 #[derive(Clone)]
 pub struct Renderer {
-    realm: Arc<str>,
+    /// Interned: cloned into every request's extensions, where an `Arc` would be a reference
+    /// count written by every thread.
+    realm: Text,
     body: Option<Arc<BodyFn>>,
     /// The `algs` of `DPoP` challenges, when the layer accepts DPoP (RFC 9449 §7.1).
     dpop_algs: Option<Arc<str>>,
@@ -551,7 +554,7 @@ impl Renderer {
     /// A renderer whose challenges name `realm`.
     pub fn new(realm: impl Into<String>) -> Self {
         Self {
-            realm: Arc::from(realm.into()),
+            realm: Text::new(&realm.into()),
             body: None,
             dpop_algs: None,
         }
@@ -560,7 +563,7 @@ impl Renderer {
     /// The same renderer with another realm.
     #[must_use]
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = Arc::from(realm.into());
+        self.realm = Text::new(&realm.into());
         self
     }
 

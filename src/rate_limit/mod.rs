@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -379,32 +379,16 @@ fn policy_field(name: &str, quota: &Quota) -> HeaderValue {
     HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// The `RateLimit-Policy` field of a layer's own quota. A process has a few such strings
-/// (set in code, never by a request), so they are interned, at most [`MAX_INTERNED_POLICIES`]:
-/// the field is then a static value, added to every response without a shared reference
-/// count for threads to contend on.
+/// The `RateLimit-Policy` field of a layer's own quota, interned (see [`crate::intern`]): a
+/// static value, added to every response without a shared reference count for threads to
+/// contend on.
 fn interned_policy_field(name: &str, quota: &Quota) -> HeaderValue {
     let field = policy_field(name, quota);
-    let Ok(text) = field.to_str() else {
-        return field;
-    };
-    let mut interned = INTERNED_POLICIES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(known) = interned.iter().find(|known| **known == text) {
-        return HeaderValue::from_static(known);
+    match field.to_str().ok().and_then(crate::intern::intern) {
+        Some(text) => HeaderValue::from_static(text),
+        None => field,
     }
-    if interned.len() >= MAX_INTERNED_POLICIES {
-        return field;
-    }
-    let text: &'static str = Box::leak(text.into());
-    interned.push(text);
-    HeaderValue::from_static(text)
 }
-
-/// How many distinct `RateLimit-Policy` fields are interned per process.
-const MAX_INTERNED_POLICIES: usize = 256;
-static INTERNED_POLICIES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 impl Config {
     fn fields(&self, quota: &Quota, remaining: u32, reset: Duration) -> Fields {
@@ -725,20 +709,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn policy_fields_are_interned_up_to_a_bound() {
+    fn policy_fields_are_interned() {
         let quota = Quota::per(Duration::from_secs(60), 100);
         let a = interned_policy_field("interning", &quota);
         assert_eq!(a, "\"interning\";q=100;w=60");
         assert_eq!(a, interned_policy_field("interning", &quota));
-        // Past the bound the field is still right, just not static.
-        for i in 0..MAX_INTERNED_POLICIES + 10 {
+        // Interned or not (the table is bounded), the field is right.
+        for i in 0..600 {
             let name = format!("interning-{i}");
             assert_eq!(
                 interned_policy_field(&name, &quota),
                 format!("\"{name}\";q=100;w=60").as_str()
             );
         }
-        let interned = INTERNED_POLICIES.lock().unwrap().len();
-        assert!(interned <= MAX_INTERNED_POLICIES, "{interned} interned");
     }
 }

@@ -523,7 +523,7 @@ pub struct SenderGuard<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SenderGuard<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
@@ -535,30 +535,29 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
-        let renderer = self
+        // The renderer is read here (whether the layer offers DPoP decides the error), and
+        // looked up again only to render a refusal.
+        let offers_dpop = self
             .renderer
             .as_ref()
             .or_else(|| req.extensions().get::<Renderer>())
-            .cloned()
-            .unwrap_or_default();
+            .is_some_and(Renderer::offers_dpop);
         let principal = req.extensions().get::<Principal>();
         let result = match principal {
             None => Err(AuthError::new(AuthErrorKind::MissingCredentials)),
             Some(_) => {
                 let bearer = SenderProof::default();
                 let proof = req.extensions().get::<SenderProof>().unwrap_or(&bearer);
-                self.policy.check(proof, renderer.offers_dpop())
+                self.policy.check(proof, offers_dpop)
             }
         };
         match result {
-            Ok(()) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::calling(inner.call(req))
-            }
+            // Decided here: the instance `poll_ready` made ready is called here, so nothing
+            // is cloned (the future never calls the inner service).
+            Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(err) => {
                 audit::denied(principal, &err, start.elapsed());
-                ResponseFuture::rejected(Some(&renderer), &req, err)
+                ResponseFuture::rejected(self.renderer.as_ref(), &req, err)
             }
         }
     }

@@ -89,6 +89,54 @@ pin_project! {
     }
 }
 
+/// The inner service a verified request goes to: the service's own instance, which
+/// `poll_ready` made ready (`&mut S`: the request was decided in `call`, so it is called there
+/// and nothing is cloned), or the instance the future took when the request had to wait for
+/// its verification ([`Owned`]).
+pub(crate) trait Inner<S> {
+    /// Calls it.
+    fn call<R>(self, req: R) -> S::Future
+    where
+        S: Service<R>;
+
+    /// An instance the future can keep.
+    fn into_owned(self) -> S;
+}
+
+/// An instance of the inner service owned by the response future.
+pub(crate) struct Owned<S>(pub(crate) S);
+
+impl<S: Clone> Inner<S> for &mut S {
+    #[inline]
+    fn call<R>(self, req: R) -> S::Future
+    where
+        S: Service<R>,
+    {
+        Service::call(self, req)
+    }
+
+    /// The ready instance, with a fresh clone left behind (tower's "clone, then
+    /// `mem::replace`").
+    fn into_owned(self) -> S {
+        let clone = self.clone();
+        std::mem::replace(self, clone)
+    }
+}
+
+impl<S> Inner<S> for Owned<S> {
+    #[inline]
+    fn call<R>(mut self, req: R) -> S::Future
+    where
+        S: Service<R>,
+    {
+        self.0.call(req)
+    }
+
+    fn into_owned(self) -> S {
+        self.0
+    }
+}
+
 /// What the `Limiting` state holds while the store answers.
 struct Limiting<S, ReqBody> {
     fut: Check,
@@ -145,10 +193,10 @@ where
     }
 
     /// A verified caller: the layer's own checks (scope policy, rate limit), then the inner
-    /// service (`inner` is the instance to call: made ready, or a fresh clone).
+    /// service.
     pub(crate) fn admitted(
         verified: Verified,
-        inner: S,
+        inner: impl Inner<S>,
         req: Request<ReqBody>,
         shared: &Arc<Shared>,
         start: Instant,
@@ -160,7 +208,7 @@ where
     fn after(
         admission: Admission,
         verified: Verified,
-        mut inner: S,
+        inner: impl Inner<S>,
         mut req: Request<ReqBody>,
         shared: &Arc<Shared>,
         start: Instant,
@@ -187,7 +235,7 @@ where
                         fut,
                         quota,
                         verified,
-                        inner,
+                        inner: inner.into_owned(),
                         req,
                         shared: shared.clone(),
                         start,
@@ -239,7 +287,7 @@ where
                     let next = match result {
                         Ok(verified) => {
                             audit::allowed(&verified.principal, start.elapsed());
-                            Self::admitted(verified, inner, req, shared, *start)
+                            Self::admitted(verified, Owned(inner), req, shared, *start)
                         }
                         Err(error) => {
                             audit::rejected(&error, start.elapsed());
@@ -273,7 +321,7 @@ where
                     let outcome = limit.finish(&verified.principal, &quota, result);
                     let admission = shared.limited(&verified.principal, outcome, start);
                     let ResponseFuture { state } =
-                        Self::after(admission, verified, inner, req, &shared, start);
+                        Self::after(admission, verified, Owned(inner), req, &shared, start);
                     this.state.set(state);
                 }
                 StateProj::Calling { fut, nonce, fields } => {

@@ -122,13 +122,14 @@ where
         match verification.into_ready() {
             Ok(Ok(verified)) => {
                 audit::allowed(&verified.principal, start.elapsed());
-                // Drive the instance that `poll_ready` made ready; leave a fresh clone behind.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::admitted(verified, inner, req, &self.shared, start)
+                // Decided here: the instance `poll_ready` made ready is called here too (and
+                // cloned only if the rate limit must wait for its store).
+                ResponseFuture::admitted(verified, &mut self.inner, req, &self.shared, start)
             }
             Ok(Err(e)) => self.reject(e, &req, start),
             Err(pending) => {
+                // The future drives the instance that `poll_ready` made ready; a fresh clone
+                // is left behind.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::authenticating(pending, inner, req, self.shared.clone(), start)

@@ -305,7 +305,7 @@ impl<S> IpAllowlist<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IpAllowlist<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
@@ -318,11 +318,9 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         match self.layer.check(&req) {
-            Ok(()) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::calling(inner.call(req))
-            }
+            // Decided here: the instance `poll_ready` made ready is called here, so nothing
+            // is cloned (the future never calls the inner service).
+            Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err((principal, err)) => {
                 audit::denied(principal.as_ref(), &err, start.elapsed());
                 ResponseFuture::rejected(self.layer.renderer.as_ref(), &req, err)

@@ -498,12 +498,13 @@ where
             return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
         };
         let c = &*self.config;
-        let decided = c.decide(principal);
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let outcome = match decided {
+        let outcome = match c.decide(principal) {
             Limited::Now(outcome) => outcome,
             Limited::Pending(pending, quota) => {
+                // The future drives the instance that `poll_ready` made ready; a fresh clone
+                // is left behind.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
                 let principal = principal.clone();
                 return ResponseFuture {
                     state: State::Checking {
@@ -519,7 +520,8 @@ where
             }
         };
         match outcome {
-            Outcome::Pass(fields) => ResponseFuture::calling(inner.call(req), fields),
+            // Decided here: the ready instance is called here, nothing is cloned.
+            Outcome::Pass(fields) => ResponseFuture::calling(self.inner.call(req), fields),
             Outcome::Refuse(err, fields) => {
                 ResponseFuture::refused(c, &req, principal, err, fields, Instant::now())
             }

@@ -184,7 +184,7 @@ pub(crate) fn check(
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ScopeGuard<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
@@ -201,11 +201,9 @@ where
         };
         let principal = req.extensions().get::<Principal>();
         match check(principal, policy) {
-            Ok(()) => {
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::calling(inner.call(req))
-            }
+            // Decided here: the instance `poll_ready` made ready is called here, so nothing
+            // is cloned (the future never calls the inner service).
+            Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(err) => {
                 // The check is a set lookup: no clock read on the hot path for it.
                 audit::denied(principal, &err, Duration::ZERO);

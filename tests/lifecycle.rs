@@ -287,6 +287,39 @@ async fn redis_answers_cached_for_a_bounded_time() {
         .await
         .assert_invalid_token("token revoked");
 
+    // ... and drops only the answers that may concern it: other callers' stay cached (each
+    // answer names up to three keys; a revocation voids one stripe in 64 of them).
+    let others: Vec<String> = (0..20)
+        .map(|i| issuer().mint(c(&format!("user{i}"))))
+        .collect();
+    for t in &others {
+        send(&layer(&b), bearer(t)).await.assert_ok();
+    }
+    let erin = issuer().mint(c("erin"));
+    let p = send(&layer(&b), bearer(&erin)).await.assert_ok().clone();
+    let before = mget_calls(&mut conn).await;
+    // "Log out everywhere" for Erin: her cached answer is keyed by her token, voided through
+    // her subject's key.
+    b.revoke(Revocation::Subject {
+        issuer: p.issuer().map(str::to_owned),
+        subject: "erin".into(),
+        issued_before: SystemTime::now() + Duration::from_secs(1),
+        until: SystemTime::now() + Duration::from_secs(3600),
+    })
+    .await
+    .unwrap();
+    for t in &others {
+        send(&layer(&b), bearer(t)).await.assert_ok();
+    }
+    let asked = mget_calls(&mut conn).await - before;
+    assert!(
+        asked <= 8,
+        "{asked} of 20 cached answers dropped by one revocation"
+    );
+    send(&layer(&b), bearer(&erin))
+        .await
+        .assert_invalid_token("token revoked");
+
     // Redis down: a fresh answer still serves its token; any other token fails closed.
     let carol = issuer().mint(c("carol"));
     send(&layer(&b), bearer(&carol)).await.assert_ok();

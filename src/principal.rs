@@ -173,6 +173,30 @@ struct Inner {
     /// The revocation-store keys of this principal, derived once (each is a SHA-256): a
     /// cached principal serves every request its token makes.
     revocation_keys: OnceLock<[Option<[u8; 16]>; 3]>,
+    /// What `cnf` says, read once: every request of a cached token asks.
+    binding: Binding,
+}
+
+/// What a principal's `cnf` claim (RFC 7800) says about its token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// No `cnf`, or an empty one: a bearer token.
+    Bearer,
+    /// Bound to a key or a certificate (a `cnf` with members).
+    Bound,
+    /// A `cnf` that is not a JSON object.
+    Invalid,
+}
+
+impl Binding {
+    fn of(claims: &Map<String, Value>) -> Self {
+        match claims.get("cnf") {
+            None => Binding::Bearer,
+            Some(Value::Object(m)) if m.is_empty() => Binding::Bearer,
+            Some(Value::Object(_)) => Binding::Bound,
+            Some(_) => Binding::Invalid,
+        }
+    }
 }
 
 /// A principal's fingerprint: given, or computed from the JWT's signing input on first use (a
@@ -286,9 +310,15 @@ impl Principal {
             issued_at: time("iat")?,
             key_id: key_id.map(Into::into),
             fingerprint,
+            binding: Binding::of(&claims),
             claims: Arc::new(claims),
             revocation_keys: OnceLock::new(),
         })))
+    }
+
+    /// What the `cnf` claim says about the token, read when the principal was built.
+    pub(crate) fn binding(&self) -> Binding {
+        self.0.binding
     }
 
     /// The revocation-store keys, derived by `derive` on first use.

@@ -91,7 +91,7 @@ use crate::extract::{AuthScheme, BearerToken};
 pub use crate::guard::ResponseFuture;
 use crate::maybe_ready::MaybeReady;
 use crate::mtls::ClientCertificate;
-use crate::principal::Principal;
+use crate::principal::{Binding, Principal};
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
 use crate::validate::Authentication;
 
@@ -238,16 +238,16 @@ impl Verified {
     /// certificate (any `cnf` member) is refused: nothing here can check the binding, and a
     /// stolen bound token must not work as a bearer token (RFC 9449 §7.2, RFC 8705 §3).
     pub(crate) fn plain(principal: Principal) -> Result<Self, AuthError> {
-        match principal.claim("cnf") {
-            None => {}
-            Some(Value::Object(m)) if m.is_empty() => {}
-            Some(Value::Object(_)) => {
+        // Read once, when the principal was built: a cached token asks on every request.
+        match principal.binding() {
+            Binding::Bearer => {}
+            Binding::Bound => {
                 return Err(
                     binding("sender-constrained token (cnf), but no binding is checked")
                         .with_context(principal.fingerprint()),
                 );
             }
-            Some(_) => {
+            Binding::Invalid => {
                 return Err(AuthError::new(AuthErrorKind::InvalidClaimType)
                     .with_description("invalid cnf claim")
                     .with_context(principal.fingerprint()));

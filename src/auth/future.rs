@@ -194,6 +194,7 @@ where
 
     /// A verified caller: the layer's own checks (scope policy, rate limit), then the inner
     /// service.
+    #[inline(always)]
     pub(crate) fn admitted(
         verified: Verified,
         inner: impl Inner<S>,
@@ -205,6 +206,7 @@ where
         Self::after(admission, verified, inner, req, shared, start)
     }
 
+    #[inline(always)]
     fn after(
         admission: Admission,
         verified: Verified,

@@ -1,16 +1,16 @@
-//! Strict JSON: objects whose member names are unique, and the JWS header read without a map.
+//! Strict JSON: objects whose member names are unique at every depth, and the JWS header read
+//! without a map.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize as _, Deserializer};
 use serde_json::{Map, Value};
 
-/// A JSON object whose members are unique (RFC 7515 §5.2 / RFC 8725 §3.1: a parser must refuse
-/// duplicate member names rather than pick one).
+/// A JSON object whose members are unique, in it and in every object it contains (RFC 7515
+/// §5.2 / RFC 8725 §3.1: a parser must refuse duplicate member names rather than pick one).
 pub(crate) struct StrictObject(pub(crate) Map<String, Value>);
 
 impl<'de> serde::Deserialize<'de> for StrictObject {
@@ -21,20 +21,84 @@ impl<'de> serde::Deserialize<'de> for StrictObject {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
-                let mut out = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(serde::de::Error::custom("duplicate member"));
-                    }
-                    let value: Value = map.next_value()?;
-                    out.insert(key, value);
-                }
-                Ok(StrictObject(out))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrictObject, A::Error> {
+                strict_map(map).map(StrictObject)
             }
         }
         d.deserialize_map(V)
     }
+}
+
+/// Any JSON value, with unique member names in every object it contains, however deep: a
+/// token or proof whose `cnf`, `jwk` or any other object names a member twice is refused, so
+/// no two parsers can read it differently.
+pub(crate) struct StrictValue(pub(crate) Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+/// Builds a `Value` as `serde_json`'s own visitor does, objects through [`strict_map`].
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity; `serde_json` makes anything else `null` too.
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        StrictValue::deserialize(d).map(|v| v.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        strict_map(map).map(Value::Object)
+    }
+}
+
+/// The members of an object, refusing a name seen before (at this level; values are checked
+/// by [`StrictValue`] at theirs).
+fn strict_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Map<String, Value>, A::Error> {
+    let mut out = Map::new();
+    while let Some(key) = map.next_key::<String>()? {
+        let StrictValue(value) = map.next_value()?;
+        if out.insert(key, value).is_some() {
+            return Err(serde::de::Error::custom("duplicate member"));
+        }
+    }
+    Ok(out)
 }
 
 /// A JWS protected header, reduced to what verification reads: `alg`, `kid` and `typ` borrowed
@@ -105,7 +169,7 @@ impl<'de> serde::Deserialize<'de> for JoseHeader<'de> {
                     match slot {
                         Some(slot) => *slot = map.next_value::<Member<'de>>()?,
                         // Checked as a value, then dropped.
-                        None => drop(map.next_value::<Value>()?),
+                        None => drop(map.next_value::<StrictValue>()?),
                     }
                     if many.is_empty() {
                         seen.push(name);
@@ -171,12 +235,12 @@ impl<'de> serde::Deserialize<'de> for Member<'de> {
             fn visit_unit<E>(self) -> Result<Member<'de>, E> {
                 Ok(Member::Other)
             }
-            // Arrays and objects are checked as `Value`s would be, then dropped.
+            // Arrays and objects are checked as `StrictValue`s are, then dropped.
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Member<'de>, A::Error> {
-                Value::deserialize(SeqAccessDeserializer::new(seq)).map(|_| Member::Other)
+                StrictVisitor.visit_seq(seq).map(|_| Member::Other)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
-                Value::deserialize(MapAccessDeserializer::new(map)).map(|_| Member::Other)
+                strict_map(map).map(|_| Member::Other)
             }
         }
         d.deserialize_any(V)
@@ -238,9 +302,20 @@ mod tests {
             assert!(header(&dup).is_none(), "{again}");
             assert!(serde_json::from_str::<StrictObject>(&dup).is_err());
         }
-        // Duplicates below the top level are the value's own business, as for `StrictObject`.
-        let nested = r#"{"alg":"RS256","jwk":{"k":1,"k":2}}"#;
-        assert!(header(nested).is_some());
-        assert!(serde_json::from_str::<StrictObject>(nested).is_ok());
+        // Below the top level too, at any depth, in any member.
+        for nested in [
+            r#"{"alg":"RS256","jwk":{"k":1,"k":2}}"#,
+            r#"{"alg":{"a":1,"a":1}}"#,
+            r#"{"alg":"RS256","x":[0,[{"b":{"c":1,"c":1}}]]}"#,
+        ] {
+            assert!(header(nested).is_none(), "{nested}");
+            assert!(
+                serde_json::from_str::<StrictObject>(nested).is_err(),
+                "{nested}"
+            );
+        }
+        let fine = r#"{"alg":"RS256","jwk":{"k":1,"K":2,"x":{"k":1}},"x":[{"a":1},{"a":2}]}"#;
+        assert!(header(fine).is_some());
+        assert!(serde_json::from_str::<StrictObject>(fine).is_ok());
     }
 }

@@ -843,6 +843,26 @@ async fn json_attacks() {
             "duplicate under an escaped name",
             rsa().sign_parts(&h, &B64.encode(dup_claim(r#""\u0073ub":"mallory""#))),
         ),
+        (
+            "duplicate inside a claim's object (cnf)",
+            rsa().sign_parts(&h, &B64.encode(dup_claim(r#""cnf":{"jkt":"a","jkt":"b"}"#))),
+        ),
+        (
+            "duplicate inside an object nested in an array",
+            rsa().sign_parts(
+                &h,
+                &B64.encode(dup_claim(
+                    r#""roles":[{"name":"a"},{"name":"b","name":"admin"}]"#,
+                )),
+            ),
+        ),
+        (
+            "duplicate inside a header member's object",
+            rsa().sign_parts(
+                &B64.encode(br#"{"alg":"RS256","kid":"rsa-1","jwk":{"kty":"RSA","kty":"EC"}}"#),
+                &b64json(&claims()),
+            ),
+        ),
         ("nesting 200 in the payload", deep_payload(200)),
         ("nesting 2500 in the payload", deep_payload(2500)),
         ("nesting 200 in the header", deep_header(200)),

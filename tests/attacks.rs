@@ -1994,7 +1994,7 @@ async fn revoked_idle_and_old_tokens() {
     let clock = ManualClock::at_unix(T);
     let jwt = builder_at(&clock).build().unwrap();
     let lc = Lifecycle::new(jwt.clone())
-        .revocations(MemoryRevocations::default())
+        .revocations(MemoryRevocations::default().clock(clock.clone()))
         .idle_timeout(Duration::from_secs(60))
         .max_age(Duration::from_secs(3600))
         .clock(clock.clone());

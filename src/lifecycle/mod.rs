@@ -46,7 +46,7 @@ mod store;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 #[cfg(feature = "redis")]
 pub use redis::RedisRevocations;
@@ -95,8 +95,8 @@ impl fmt::Debug for Lifecycle {
     }
 }
 
-/// Per-entry expiry of the idle tracker: an entry (last use, token expiry in unix seconds)
-/// lives until its token expires.
+/// Per-entry expiry of the idle tracker: an entry (last use, then the seconds until its token
+/// expires, by the lifecycle's clock when it was made) lives until its token expires.
 struct UntilExpiry;
 
 impl moka::Expiry<[u8; 16], (u64, u64)> for UntilExpiry {
@@ -106,10 +106,7 @@ impl moka::Expiry<[u8; 16], (u64, u64)> for UntilExpiry {
         value: &(u64, u64),
         _at: std::time::Instant,
     ) -> Option<Duration> {
-        let now = store::unix(SystemTime::now());
-        Some(Duration::from_secs(
-            value.1.saturating_sub(now).clamp(1, 366 * 86_400),
-        ))
+        Some(Duration::from_secs(value.1.clamp(1, 366 * 86_400)))
     }
 }
 
@@ -181,7 +178,7 @@ impl Lifecycle {
     pub async fn revoke_token(&self, principal: &Principal) -> Result<(), StoreError> {
         let until = principal
             .expires_at()
-            .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(86_400));
+            .unwrap_or_else(|| self.inner.clock.now() + Duration::from_secs(86_400));
         let r = match principal.token_id() {
             Some(jti) => Revocation::TokenId {
                 jti: jti.to_owned(),
@@ -262,7 +259,11 @@ impl Lifecycle {
             });
             let now = self.now_nanos();
             let limit = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-            let exp = p.expires_at().map_or(u64::MAX, store::unix);
+            // How long the record may matter: until the token expires, by this clock.
+            let ttl = p.expires_at().map_or(u64::MAX, |exp| {
+                exp.duration_since(self.inner.clock.now())
+                    .map_or(0, |d| d.as_secs())
+            });
             let mut idle = false;
             cache
                 .entry(key)
@@ -271,7 +272,7 @@ impl Lifecycle {
                         idle = true;
                         moka::ops::compute::Op::Nop
                     }
-                    _ => moka::ops::compute::Op::Put((now, exp)),
+                    _ => moka::ops::compute::Op::Put((now, ttl)),
                 });
             if idle {
                 return Err(AuthError::new(AuthErrorKind::Inactive)

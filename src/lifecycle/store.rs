@@ -1,12 +1,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Clock, SystemClock};
 use crate::principal::{Principal, TokenFingerprint};
 use crate::rate_limit::StoreError;
 
@@ -138,9 +139,10 @@ impl<S: RevocationStore + ?Sized> RevocationStore for std::sync::Arc<S> {
     }
 }
 
-/// Revocations in this process. Entries are dropped once their `until` has passed; the store
-/// holds at most `max_entries` live entries and refuses new ones beyond that (a full list
-/// must never forget a revocation to make room).
+/// Revocations in this process. Entries are dropped once their `until` has passed (by the
+/// store's [clock](MemoryRevocations::clock), the system's unless set); the store holds at
+/// most `max_entries` live entries and refuses new ones beyond that (a full list must never
+/// forget a revocation to make room).
 #[derive(Debug)]
 pub struct MemoryRevocations {
     entries: RwLock<HashMap<[u8; 16], (u64, u64)>>,
@@ -148,6 +150,7 @@ pub struct MemoryRevocations {
     /// takes no lock (a read lock is a write to a shared line, costly under load).
     stored: AtomicUsize,
     max_entries: usize,
+    clock: Arc<dyn Clock>,
 }
 
 /// The default cap of [`MemoryRevocations`].
@@ -166,12 +169,26 @@ impl MemoryRevocations {
             entries: RwLock::new(HashMap::new()),
             stored: AtomicUsize::new(0),
             max_entries,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock that tells when an entry's `until` has passed: give it the
+    /// [`Lifecycle`](crate::lifecycle::Lifecycle)'s when that one is not the system's, so
+    /// that both agree on what is past.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn now(&self) -> u64 {
+        unix(self.clock.now())
     }
 
     /// Live entries.
     pub fn len(&self) -> usize {
-        let now = unix(SystemTime::now());
+        let now = self.now();
         self.entries
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -186,7 +203,7 @@ impl MemoryRevocations {
     }
 
     fn insert(&self, r: &Revocation) -> Result<(), StoreError> {
-        let now = unix(SystemTime::now());
+        let now = self.now();
         let until = unix(r.until());
         if until <= now {
             return Ok(());
@@ -217,7 +234,7 @@ impl RevocationStore for MemoryRevocations {
         if self.stored.load(Ordering::Acquire) == 0 {
             return Lookup::ready(Ok(false));
         }
-        let now = unix(SystemTime::now());
+        let now = self.now();
         let map = self.entries.read().unwrap_or_else(|e| e.into_inner());
         let live = |k: &Option<[u8; 16]>| {
             k.as_ref()
@@ -238,5 +255,35 @@ impl RevocationStore for MemoryRevocations {
     fn revoke(&self, revocation: Revocation) -> WriteFuture {
         let result = self.insert(&revocation);
         Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn entries_live_and_lapse_by_the_stores_clock() {
+        // Far from the system's time either way: only the store's clock may decide.
+        for at in [1_000_000_000, 4_000_000_000] {
+            let clock = ManualClock::at_unix(at);
+            let store = MemoryRevocations::new(1).clock(clock.clone());
+            let r = |jti: &str| Revocation::TokenId {
+                jti: jti.into(),
+                until: clock.now() + Duration::from_secs(600),
+            };
+            store.insert(&r("a")).unwrap();
+            assert_eq!(store.len(), 1, "at {at}");
+            // Full: a new one is refused, never traded for a live one.
+            assert!(store.insert(&r("b")).is_err());
+            clock.advance(Duration::from_secs(601));
+            assert!(store.is_empty());
+            // The lapsed entry makes room.
+            store.insert(&r("b")).unwrap();
+            assert_eq!(store.len(), 1);
+        }
     }
 }

@@ -315,10 +315,15 @@ impl AuthError {
     }
 
     /// Records the key id the refused token named, for the audit log (never sent to the
-    /// client).
+    /// client). It is chosen by whoever sent the token: control characters (line breaks,
+    /// escapes) are kept out of the log as U+FFFD.
     #[must_use]
     pub fn with_kid(mut self, kid: &str) -> Self {
-        self.kid = Some(kid.into());
+        self.kid = Some(
+            kid.chars()
+                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .collect(),
+        );
         self
     }
 
@@ -765,6 +770,17 @@ mod tests {
     fn descriptions_are_sanitized() {
         let err = AuthError::invalid_token("bad \"token\" \\ é\n");
         assert_eq!(err.description(), "bad token  ");
+    }
+
+    #[test]
+    fn key_ids_keep_control_characters_out_of_logs() {
+        let err = AuthError::new(AuthErrorKind::UnknownKey)
+            .with_kid("k1\r\n2026-01-01 INFO forged line\u{1b}[31m");
+        assert_eq!(
+            err.kid(),
+            Some("k1\u{fffd}\u{fffd}2026-01-01 INFO forged line\u{fffd}[31m")
+        );
+        assert_eq!(err.with_kid("rsa-1 é").kid(), Some("rsa-1 é"));
     }
 
     #[test]

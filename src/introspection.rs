@@ -26,7 +26,12 @@
 //!   (default 60 s) and never past its `exp`, whose passing is also re-checked against the
 //!   [`Clock`] on every hit; a refusal is remembered for the negative TTL (default 5 s);
 //! - **single-flight**: concurrent requests carrying the same unknown token wait for one
-//!   `POST`.
+//!   `POST`;
+//! - **bounded calls**: at most [`max_in_flight`](IntrospectionBuilder::max_in_flight) calls
+//!   (default 32) are under way at once; an unknown token that would need another is refused
+//!   at once with 503 rather than queued, so a flood of forged tokens (each a distinct miss)
+//!   or an endpoint that stopped answering cannot hammer the endpoint or pile up requests,
+//!   while cached tokens keep working.
 //!
 //! The HTTP client is yours: anything implementing [`HttpClient::post_form`] (feature
 //! `reqwest`: `reqwest::Client`, the default, with a 5 s connect timeout).
@@ -104,7 +109,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -210,10 +215,14 @@ pub struct IntrospectionBuilder {
     cache_ttl: Duration,
     negative_ttl: Duration,
     max_entries: u64,
+    max_in_flight: usize,
     leeway: Duration,
     scope_claim: ScopeClaim,
     clock: Arc<dyn Clock>,
 }
+
+/// The default of [`IntrospectionBuilder::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl fmt::Debug for IntrospectionBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +237,7 @@ impl fmt::Debug for IntrospectionBuilder {
             .field("cache_ttl", &self.cache_ttl)
             .field("negative_ttl", &self.negative_ttl)
             .field("max_entries", &self.max_entries)
+            .field("max_in_flight", &self.max_in_flight)
             .field("leeway", &self.leeway)
             .field("scope_claim", &self.scope_claim)
             .field("clock", &self.clock)
@@ -308,6 +318,18 @@ impl IntrospectionBuilder {
         self
     }
 
+    /// The most introspection calls under way at once (default [`DEFAULT_MAX_IN_FLIGHT`]).
+    /// A token that is not in the cache and would need one more call is refused at once with
+    /// 503 / gRPC `UNAVAILABLE` ([`AuthErrorKind::Unavailable`], not cached), never queued:
+    /// a flood of forged opaque tokens, or an endpoint that has stopped answering, costs the
+    /// endpoint at most this many calls at a time and this service no pile of waiting
+    /// requests. Tokens in the cache, and requests joining a call already under way for their
+    /// token, are not affected. Counted in [`IntrospectionStats::shed`].
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max;
+        self
+    }
+
     /// Clock-skew allowance for `nbf` and `iat` (default 60 s). `exp` gets none.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
@@ -328,10 +350,15 @@ impl IntrospectionBuilder {
     }
 
     /// Builds the authenticator; fails on a configuration mistake (a URL that is not
-    /// http(s), no HTTP client, an empty issuer, audience or client id, a zero timeout or body
-    /// cap). Nothing is fetched.
+    /// http(s), no HTTP client, an empty issuer, audience or client id, a zero timeout, body
+    /// cap or `max_in_flight`). Nothing is fetched.
     pub fn build(self) -> Result<Introspection, ConfigError> {
         check_url(&self.url)?;
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::new(
+                "max_in_flight must allow at least one introspection call",
+            ));
+        }
         if self.timeout.is_zero() {
             return Err(ConfigError::new(
                 "the introspection timeout must not be zero",
@@ -379,6 +406,9 @@ impl IntrospectionBuilder {
                 cache,
                 posts: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                shed: AtomicU64::new(0),
+                in_flight: AtomicUsize::new(0),
+                max_in_flight: self.max_in_flight,
             }),
         })
     }
@@ -439,6 +469,19 @@ struct Inner {
     cache: moka::future::Cache<[u8; 32], Entry>,
     posts: AtomicU64,
     failures: AtomicU64,
+    shed: AtomicU64,
+    /// Calls under way, at most `max_in_flight`.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+}
+
+/// One call's place among the `max_in_flight`, given back when the call ends or is dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Authenticates opaque tokens with an RFC 7662 introspection endpoint, caching the answers.
@@ -470,6 +513,8 @@ pub struct IntrospectionStats {
     pub posts: u64,
     /// Those that failed: error status, unusable body, timeout, connection error.
     pub failures: u64,
+    /// Tokens refused without a call because `max_in_flight` calls were under way.
+    pub shed: u64,
     /// Tokens in the cache (approximate: expired entries are removed lazily).
     pub cached: u64,
 }
@@ -489,6 +534,7 @@ impl Introspection {
             cache_ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
             max_entries: 100_000,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             leeway: Duration::from_secs(60),
             scope_claim: ScopeClaim::default(),
             clock: Arc::new(SystemClock),
@@ -516,6 +562,7 @@ impl Introspection {
         IntrospectionStats {
             posts: self.inner.posts.load(Ordering::Relaxed),
             failures: self.inner.failures.load(Ordering::Relaxed),
+            shed: self.inner.shed.load(Ordering::Relaxed),
             cached: self.inner.cache.entry_count(),
         }
     }
@@ -558,6 +605,19 @@ impl Inner {
     /// One introspection call. `Err` is an endpoint failure (not cached); `Ok` holds the
     /// answer, a principal or a refusal (cached).
     async fn call(&self, token: &str, fingerprint: TokenFingerprint) -> Result<Entry, AuthError> {
+        let Some(_slot) = self.slot() else {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            // At debug: under a flood this is every request, and `shed` counts them.
+            tracing::debug!(
+                target: TARGET,
+                %fingerprint,
+                max_in_flight = self.max_in_flight,
+                "introspection busy: token refused without a call"
+            );
+            return Err(AuthError::new(AuthErrorKind::Unavailable)
+                .with_description("introspection busy")
+                .with_context(fingerprint));
+        };
         self.posts.fetch_add(1, Ordering::Relaxed);
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
         let post = self.client.post_form(
@@ -596,6 +656,16 @@ impl Inner {
                 Err(AuthError::new(AuthErrorKind::Unavailable).with_context(fingerprint))
             }
         }
+    }
+
+    /// A place for one more call, if fewer than `max_in_flight` are under way.
+    fn slot(&self) -> Option<Slot<'_>> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_in_flight).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(&self.in_flight))
     }
 
     /// Status 200 and a JSON object, or why not.

@@ -659,6 +659,72 @@ async fn concurrent_requests_for_one_new_token_make_one_post() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_unknown_tokens_makes_at_most_max_in_flight_calls() {
+    let ep = Endpoint::start().await;
+    ep.reply("t-known", Reply::Json(active("alice")));
+    // Forged tokens the endpoint is slow to turn down, as a struggling endpoint would be.
+    let forged: Vec<String> = (0..100).map(|n| format!("forged-{n}")).collect();
+    for t in &forged {
+        ep.reply(
+            t,
+            Reply::Slow(Duration::from_millis(400), json!({"active": false})),
+        );
+    }
+    let i = builder(&ep)
+        .timeout(Duration::from_secs(3))
+        .max_in_flight(4)
+        .build()
+        .unwrap();
+    let l = layer(i.clone());
+    send(&l, bearer("t-known")).await.assert_ok();
+
+    let flood: Vec<_> = forged
+        .iter()
+        .map(|t| {
+            let (l, t) = (l.clone(), t.clone());
+            tokio::spawn(async move { (send(&l, bearer(&t)).await, t) })
+        })
+        .collect();
+    // While the calls are under way, a cached token is answered at once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    for _ in 0..10 {
+        send(&l, bearer("t-known")).await.assert_ok();
+    }
+    // Well under the endpoint's 400 ms: they waited for no call.
+    assert!(started.elapsed() < Duration::from_millis(350));
+
+    let outs = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::future::join_all(flood),
+    )
+    .await
+    .unwrap();
+    let mut refused = 0;
+    let mut shed = Vec::new();
+    for out in outs {
+        let (out, token) = out.unwrap();
+        if out.status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_unavailable(&out);
+            shed.push(token);
+        } else {
+            out.assert_invalid_token("token inactive");
+            refused += 1;
+        }
+    }
+    assert!((1..=4).contains(&refused), "{refused} calls answered");
+    assert_eq!(refused + shed.len(), 100);
+    // The endpoint saw the known token once and at most four forged ones.
+    assert_eq!(ep.posts(), 1 + refused);
+    let stats = i.stats();
+    assert_eq!(stats.posts, 1 + refused as u64);
+    assert_eq!(stats.shed, shed.len() as u64);
+    // A shed token was not remembered: once the calls are over, it is asked about.
+    ep.reply(&shed[0], Reply::Json(active("bob")));
+    send(&l, bearer(&shed[0])).await.assert_ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_during_an_outage_share_one_failing_post() {
     let ep = Endpoint::start().await;
     ep.reply("t-down", Reply::Hang);
@@ -760,6 +826,7 @@ fn configuration_mistakes_fail_the_build() {
     let b = || Introspection::builder("https://as.example/i").client(client());
     assert!(b().timeout(Duration::ZERO).build().is_err());
     assert!(b().max_body_bytes(0).build().is_err());
+    assert!(b().max_in_flight(0).build().is_err());
     assert!(b().audience("").build().is_err());
     assert!(b().issuer("").build().is_err());
     assert!(b().client_basic("", "x").build().is_err());

@@ -479,6 +479,8 @@ struct RefreshState {
     consecutive_failures: u32,
     /// When the background task should fetch next, as decided by the last fetch.
     next_delay: Duration,
+    /// Why the last failed fetch failed (no body, no key material: status, size, parse).
+    last_error: Option<String>,
 }
 
 struct Inner {
@@ -501,7 +503,7 @@ impl Inner {
     /// refresh (from `max-age` on success, backoff on failure).
     async fn fetch_now(self: Arc<Self>) -> Result<Duration, FetchError> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let result = async {
+        let result: Result<_, FetchError> = async {
             let res = get_bounded(&*self.client, &self.url, &self.config).await?;
             let text = std::str::from_utf8(&res.body)
                 .map_err(|_| FetchError::new(format!("GET {}: body is not UTF-8", self.url)))?;
@@ -536,6 +538,7 @@ impl Inner {
                     let base = c.min_interval.min(Duration::from_secs(1));
                     let exp = st.consecutive_failures.min(16) - 1;
                     st.next_delay = base.saturating_mul(1 << exp).min(c.max_interval);
+                    st.last_error = Some(e.to_string());
                     st.consecutive_failures
                 };
                 tracing::warn!(
@@ -663,7 +666,7 @@ impl RemoteJwks {
     }
 
     /// Fetches now (joining a fetch in flight), ignoring the cooldown. The set is replaced
-    /// only on success.
+    /// only on success; a failure says why the fetch failed.
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let failures = self.inner.failures.load(Ordering::Relaxed);
         if let Some(f) = self.inner.fetch(false) {
@@ -672,8 +675,9 @@ impl RemoteJwks {
         if self.inner.failures.load(Ordering::Relaxed) == failures {
             Ok(())
         } else {
+            let reason = self.inner.lock().last_error.clone().unwrap_or_default();
             Err(FetchError::new(format!(
-                "refresh of {} failed",
+                "refresh of {} failed: {reason}",
                 self.inner.url
             )))
         }

@@ -24,7 +24,10 @@ enum Mode {
     Status500,
     Html,
     BadKeys,
+    /// 10 MiB with a `Content-Length`: the endpoint's keys, padded.
     Huge,
+    /// The same streamed in chunks, with no `Content-Length`.
+    HugeChunked,
     Hang,
 }
 
@@ -67,9 +70,21 @@ async fn jwks(State(ep): State<Arc<Mutex<Option<Arc<Endpoint>>>>>) -> Response {
         )
             .into_response(),
         Mode::BadKeys => axum::Json(json!({"keys": "x"})).into_response(),
-        Mode::Huge => {
-            let big = format!(r#"{{"keys":[],"pad":"{}"}}"#, "a".repeat(10 * 1024 * 1024));
-            ([("content-type", "application/json")], big).into_response()
+        Mode::Huge | Mode::HugeChunked => {
+            // Valid keys, so that only the size can be what refuses it.
+            let keys = serde_json::to_string(&*ep.keys.lock().unwrap()).unwrap();
+            let head = format!(r#"{{"keys":{keys},"pad":""#);
+            if mode == Mode::Huge {
+                let big = format!(r#"{head}{}"}}"#, "a".repeat(10 * 1024 * 1024));
+                return ([("content-type", "application/json")], big).into_response();
+            }
+            let pad = (0..160).map(|_| bytes::Bytes::from(vec![b'a'; 64 * 1024]));
+            let chunks = std::iter::once(bytes::Bytes::from(head))
+                .chain(pad)
+                .chain(std::iter::once(bytes::Bytes::from_static(b"\"}")))
+                .map(Ok::<_, std::convert::Infallible>);
+            let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+            ([("content-type", "application/json")], body).into_response()
         }
         Mode::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -227,11 +242,15 @@ async fn a_failing_endpoint_keeps_the_last_good_set() {
     let ep = Endpoint::start(&[&k1]).await;
     let remote = remote(&ep).await;
     let l = layer(remote.clone());
+    // A new key the failing answers carry (the huge ones): never adopted from them.
+    let k2 = TestIssuer::es256().with_kid("k2");
+    ep.set_keys(&[&k1, &k2]);
     for mode in [
         Mode::Status500,
         Mode::Html,
         Mode::BadKeys,
         Mode::Huge,
+        Mode::HugeChunked,
         Mode::Hang,
     ] {
         ep.set_mode(mode);
@@ -251,11 +270,19 @@ async fn a_failing_endpoint_keeps_the_last_good_set() {
             .await
             .expect("the fetch is bounded by its timeout")
             .unwrap();
-        assert!(result.is_err(), "{mode:?} must count as a failed refresh");
+        let Err(e) = result else {
+            panic!("{mode:?} must count as a failed refresh");
+        };
         assert_eq!(remote.stats().keys, Some(1), "{mode:?}");
         send(&l, bearer(&token(&k1))).await.assert_ok();
+        if matches!(mode, Mode::Huge | Mode::HugeChunked) {
+            assert!(e.to_string().contains("body larger than"), "{mode:?}: {e}");
+            send(&l, bearer(&token(&k2)))
+                .await
+                .assert_invalid_token("unknown signing key");
+        }
     }
-    assert!(remote.stats().failures >= 5);
+    assert!(remote.stats().failures >= 6);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::rate_limit::{
-    KeyBy, MemoryStore, Quota, RateLimitLayer, RateLimitStore, RedisStore,
+    Decision, KeyBy, MemoryStore, Quota, RateLimitLayer, RateLimitStore, RedisStore,
 };
 use tower_bearer::testing::{Claims, TestIssuer, claims};
 use tower_bearer::validate::Jwt;
@@ -222,6 +222,59 @@ async fn key_choices_and_tiers() {
 }
 
 #[tokio::test]
+async fn token_id_and_custom_keys() {
+    let hour = Duration::from_secs(3600);
+
+    // By token id: one quota per token, whoever holds it.
+    let (svc, _) = stack(RateLimitLayer::new(Quota::per(hour, 1)).key_by(KeyBy::TokenId));
+    let code = |t: String| {
+        let svc = svc.clone();
+        async move { svc.oneshot(req(&t)).await.unwrap().status() }
+    };
+    let a1 = issuer().mint(c("alice").set("jti", "j-1"));
+    let a2 = issuer().mint(c("alice").set("jti", "j-2"));
+    assert_eq!(code(a1.clone()).await, StatusCode::OK);
+    assert_eq!(code(a1).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        code(a2).await,
+        StatusCode::OK,
+        "another token of the same subject"
+    );
+
+    // A custom key from a verified claim: callers of one tenant share its quota; a token
+    // without the claim falls back to its own fingerprint.
+    let by_tenant = KeyBy::Custom(Arc::new(|p| {
+        p.claim("tenant")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }));
+    let (svc, _) = stack(RateLimitLayer::new(Quota::per(hour, 2)).key_by(by_tenant));
+    let code = |t: String| {
+        let svc = svc.clone();
+        async move { svc.oneshot(req(&t)).await.unwrap().status() }
+    };
+    let acme = |sub: &str| issuer().mint(c(sub).set("tenant", "acme"));
+    assert_eq!(code(acme("alice")).await, StatusCode::OK);
+    assert_eq!(code(acme("bob")).await, StatusCode::OK);
+    assert_eq!(
+        code(acme("carol")).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "acme's quota is spent"
+    );
+    assert_eq!(
+        code(issuer().mint(c("dave").set("tenant", "other"))).await,
+        StatusCode::OK
+    );
+    let lone = issuer().mint(c("erin"));
+    assert_eq!(code(lone.clone()).await, StatusCode::OK);
+    assert_eq!(code(lone.clone()).await, StatusCode::OK);
+    assert_eq!(code(lone).await, StatusCode::TOO_MANY_REQUESTS);
+    // The tenant claim of an unverified token spends nothing: a forged acme token is 401.
+    let forged = format!("{}x", acme("mallory"));
+    assert_eq!(code(forged).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn stacked_limiters_keep_separate_state() {
     let store = MemoryStore::new();
     let calls = Arc::new(AtomicUsize::new(0));
@@ -297,6 +350,23 @@ fn a_flood_of_distinct_callers_stays_bounded() {
     let n = store.len();
     assert!(n <= 20_000, "{n} entries kept");
     assert!(n > 15_000, "the store keeps recent callers ({n})");
+}
+
+#[test]
+fn a_limited_caller_stays_limited_through_a_flood_of_others() {
+    // A full store evicts the callers closest to a whole quota first: one who spent all of
+    // it is the last to go, so a flood of new callers cannot give it a fresh quota.
+    let store = MemoryStore::with_capacity(1_000);
+    let q = Quota::per(Duration::from_secs(3600), 10);
+    for _ in 0..10 {
+        assert!(matches!(store.decide("victim", &q), Decision::Allow { .. }));
+    }
+    assert!(matches!(store.decide("victim", &q), Decision::Deny { .. }));
+    for i in 0..50_000u32 {
+        store.decide(&format!("caller-{i}"), &q);
+    }
+    assert!(store.len() <= 1_000);
+    assert!(matches!(store.decide("victim", &q), Decision::Deny { .. }));
 }
 
 // ---------------------------------------------------------------- Redis
@@ -425,6 +495,43 @@ async fn redis_refills_in_real_time_and_sets_ttls() {
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 700, "{ttl}");
+
+    // One round trip per decision: one script call (`EVALSHA`, the script loaded), and no
+    // other command than the script's own `TIME`, `GET` and `SET`.
+    let stats = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("all")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let field = |prefix: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .map_or(0, |rest| {
+                        rest.split(',')
+                            .next()
+                            .unwrap()
+                            .trim()
+                            .parse::<u64>()
+                            .unwrap()
+                    })
+            };
+            (
+                field("cmdstat_evalsha:calls="),
+                field("total_commands_processed:"),
+            )
+        }
+    };
+    let (scripts, commands) = stats(&mut conn).await;
+    for i in 0..20 {
+        store.check(&format!("caller-{i}"), &q).await.unwrap();
+    }
+    let (scripts_after, commands_after) = stats(&mut conn).await;
+    assert_eq!(scripts_after - scripts, 20);
+    // Each script runs three commands; the second INFO counts itself.
+    assert_eq!(commands_after - commands, 20 * 4 + 1);
 }
 
 #[tokio::test]

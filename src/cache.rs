@@ -36,7 +36,7 @@
 //! ```
 
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,10 +47,54 @@ use crate::principal::Principal;
 /// The default number of tokens the cache keeps.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
 
-/// What the cache holds per token, shared (a lookup clones an `Arc`, not the token).
-struct Entry {
-    /// The whole token, compared on every hit.
+/// The map's key: the whole token, and the keyed hash that finds it.
+struct Slot {
+    hash: u64,
     token: Box<[u8]>,
+}
+
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.token == other.token
+    }
+}
+
+impl Eq for Slot {}
+
+/// A lookup by a borrowed token. The whole token is compared under the shard's read lock, so
+/// a hit copies nothing but the principal's reference: every request of a reused token
+/// shares that entry, and each reference count written is one more cache line that moves
+/// between the cores serving it.
+struct Probe<'a> {
+    hash: u64,
+    token: &'a [u8],
+}
+
+impl Hash for Probe<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+impl quick_cache::Equivalent<Slot> for Probe<'_> {
+    fn equivalent(&self, key: &Slot) -> bool {
+        // The hash finds the slot; only the whole token proves it is this token. A plain
+        // (variable-time) comparison is safe: reaching an entry at all takes its token's
+        // length and last 64 bytes (or a 64-bit collision under a secret seed), and whoever
+        // has seen a token's signature has seen the whole token.
+        self.hash == key.hash && *key.token == *self.token
+    }
+}
+
+/// What the cache holds per token (the token itself is the key).
+#[derive(Clone)]
+struct Entry {
     principal: Principal,
     /// Unix seconds after which the token is expired (`exp` + leeway).
     valid_until: f64,
@@ -74,11 +118,11 @@ pub struct CacheStats {
 const SWEEP_EVERY: f64 = 60.0;
 
 type Map = quick_cache::sync::Cache<
-    u64,
-    Arc<Entry>,
+    Slot,
+    Entry,
     quick_cache::UnitWeighter,
     PreHashed,
-    quick_cache::sync::DefaultLifecycle<u64, Arc<Entry>>,
+    quick_cache::sync::DefaultLifecycle<Slot, Entry>,
 >;
 
 /// The cache; see the [module docs](self).
@@ -177,19 +221,16 @@ impl TokenCache {
     }
 
     fn lookup(&self, key: u64, token: &[u8], key_set: u64) -> Option<Principal> {
-        let entry = self.map.get(&key)?;
-        // The hash finds the slot; only the whole token proves it is this token. A plain
-        // (variable-time) comparison is safe: reaching an entry at all takes its token's
-        // length and last 64 bytes (or a 64-bit collision under a secret seed), and whoever
-        // has seen a token's signature has seen the whole token.
-        if *entry.token != *token || entry.key_set != key_set {
+        let probe = Probe { hash: key, token };
+        let entry = self.map.get(&probe)?;
+        if entry.key_set != key_set {
             return None;
         }
         if self.clock.unix_seconds() >= entry.valid_until {
-            self.map.remove(&key);
+            self.map.remove(&probe);
             return None;
         }
-        Some(entry.principal.clone())
+        Some(entry.principal)
     }
 
     fn count(&self, hit: bool) {
@@ -209,13 +250,16 @@ impl TokenCache {
         valid_until: f64,
         key_set: u64,
     ) {
-        let entry = Entry {
+        let slot = Slot {
+            hash: key,
             token: token.as_bytes().into(),
+        };
+        let entry = Entry {
             principal,
             valid_until,
             key_set,
         };
-        self.map.insert(key, Arc::new(entry));
+        self.map.insert(slot, entry);
         self.sweep_if_due();
     }
 

@@ -1,6 +1,6 @@
-//! Black-box tests of `examples/server.rs`: the built binary is started on an ephemeral port
-//! of 127.0.0.1 and driven over the network, as a user would. Every process started here is
-//! killed and reaped by a guard, and every wait is bounded.
+//! Black-box tests of `examples/server.rs` (and of `examples/grpc.rs`): the built binary is
+//! started on an ephemeral port of 127.0.0.1 and driven over the network, as a user would.
+//! Every process started here is killed and reaped by a guard, and every wait is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,7 +20,7 @@ use tower_bearer::testing::{TestIssuer, claims};
 const STARTUP: Duration = Duration::from_secs(60);
 /// How long one HTTP exchange may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `cargo build --example server` may take when the binary is stale.
+/// How long `cargo build --example NAME` may take when the binary is stale.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 
 // --- locating the binary ----------------------------------------------------------------------
@@ -39,17 +39,30 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// The example binary, next to this test binary: `target/[TRIPLE/]PROFILE/examples/server`.
+/// The reference server's binary; see [`example_binary`].
+fn server_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| locate_and_build("server")).clone()
+}
+
+/// The example `name`'s binary, next to this test binary:
+/// `target/[TRIPLE/]PROFILE/examples/NAME`.
 ///
 /// A plain `cargo test` builds examples before running integration tests, but
 /// `cargo test --test server_example` does not, so this asks cargo for it first, with the
 /// crate features this test was built with (a no-op when the binary is fresh).
-fn server_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(locate_and_build).clone()
+fn example_binary(name: &str) -> PathBuf {
+    match name {
+        "server" => server_binary(),
+        "grpc" => {
+            static BINARY: OnceLock<PathBuf> = OnceLock::new();
+            BINARY.get_or_init(|| locate_and_build("grpc")).clone()
+        }
+        other => panic!("no example {other} here"),
+    }
 }
 
-fn locate_and_build() -> PathBuf {
+fn locate_and_build(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let profile_dir = exe
         .parent()
@@ -57,18 +70,18 @@ fn locate_and_build() -> PathBuf {
         .expect("the test binary lives in target/<profile>/deps");
     let binary = profile_dir
         .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    build_example(profile_dir);
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    build_example(profile_dir, name);
     assert!(
         binary.is_file(),
-        "example binary not found at {}: build it with `cargo build --example server` \
+        "example binary not found at {}: build it with `cargo build --example {name}` \
          (a plain `cargo test` builds examples)",
         binary.display()
     );
     binary
 }
 
-fn build_example(profile_dir: &Path) {
+fn build_example(profile_dir: &Path, name: &str) {
     let features: Vec<&str> = [
         ("aws-lc-rs", cfg!(feature = "aws-lc-rs")),
         ("rust-crypto", cfg!(feature = "rust-crypto")),
@@ -87,7 +100,7 @@ fn build_example(profile_dir: &Path) {
             "build",
             "--quiet",
             "--example",
-            "server",
+            name,
             "--no-default-features",
         ])
         .args(["--features", &features.join(",")])
@@ -115,16 +128,16 @@ fn build_example(profile_dir: &Path) {
             cmd.args(["--profile", other]);
         }
     }
-    let mut child = cmd.spawn().expect("run cargo build --example server");
+    let mut child = cmd.spawn().expect("run cargo build --example");
     match wait_timeout(&mut child, BUILD_TIMEOUT) {
         Some(status) => assert!(
             status.success(),
-            "`cargo build --example server` failed: {status}"
+            "`cargo build --example {name}` failed: {status}"
         ),
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`cargo build --example server` took longer than {BUILD_TIMEOUT:?}");
+            panic!("`cargo build --example {name}` took longer than {BUILD_TIMEOUT:?}");
         }
     }
 }
@@ -134,7 +147,12 @@ fn build_example(profile_dir: &Path) {
 /// The example binary with `args`, its standard input closed, and no proxy settings from the
 /// environment (every URL the tests give it is on 127.0.0.1).
 fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(server_binary());
+    command_of("server", args)
+}
+
+/// [`command`] for the example `name`.
+fn command_of(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(example_binary(name));
     cmd.args(args).stdin(Stdio::null());
     for var in [
         "http_proxy",
@@ -182,9 +200,14 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts the example with `args` and waits for `listening on http://ADDR`.
+    /// Starts the reference server with `args` and waits for `listening on http://ADDR`.
     fn start(args: &[&str]) -> Server {
-        let child = command(args)
+        Server::start_example("server", args)
+    }
+
+    /// Starts the example `name` with `args` and waits for `listening on http://ADDR`.
+    fn start_example(name: &str, args: &[&str]) -> Server {
+        let child = command_of(name, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -1312,4 +1335,80 @@ fn require_dpop_accepts_only_dpop_bound_tokens_with_proofs() {
         .access_token(&admin)
         .sign();
     assert_eq!(dpop("DELETE", "/items/1", &admin, &proof).status, 204);
+}
+
+// --- examples/grpc.rs ---------------------------------------------------------------------------
+
+/// The token printed on the line after `label` in dev mode.
+fn printed_token(stdout: &[String], label: &str) -> String {
+    let at = stdout
+        .iter()
+        .position(|l| l.trim() == label)
+        .unwrap_or_else(|| panic!("no {label:?} in {stdout:#?}"));
+    stdout[at + 1].trim().to_owned()
+}
+
+#[test]
+fn grpc_example_answers_as_its_docs_say() {
+    use tonic::Code;
+    use tonic::metadata::MetadataValue;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+    let server = Server::start_example("grpc", &["--bind", "127.0.0.1:0", "--rate-limit", "2/60s"]);
+    let with_scope = printed_token(&server.stdout, "token with scope health:read:");
+    let without_scope = printed_token(&server.stdout, "token without scopes:");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tokio::time::timeout(
+            IO_TIMEOUT,
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+                .unwrap()
+                .connect(),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
+        let check = |token: Option<&str>| {
+            let mut client = HealthClient::new(channel.clone());
+            let mut req = tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            if let Some(t) = token {
+                let value: MetadataValue<_> = format!("Bearer {t}").parse().unwrap();
+                req.metadata_mut().insert("authorization", value);
+            }
+            async move {
+                tokio::time::timeout(IO_TIMEOUT, client.check(req))
+                    .await
+                    .expect("answered in time")
+                    .map(tonic::Response::into_inner)
+            }
+        };
+        let code = |r: Result<HealthCheckResponse, tonic::Status>| r.unwrap_err().code();
+        assert_eq!(code(check(None).await), Code::Unauthenticated);
+        assert_eq!(
+            code(check(Some("not.a.token")).await),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            code(check(Some(&without_scope)).await),
+            Code::PermissionDenied
+        );
+        // `--rate-limit 2/60s` counts authorized calls only: two pass, the third is 8.
+        for _ in 0..2 {
+            let ok = check(Some(&with_scope)).await.expect("SERVING");
+            assert_eq!(ok.status, ServingStatus::Serving as i32);
+        }
+        let limited = check(Some(&with_scope)).await.unwrap_err();
+        assert_eq!(limited.code(), Code::ResourceExhausted);
+        assert!(
+            limited.metadata().get("retry-after").is_some(),
+            "{limited:?}"
+        );
+    });
 }

@@ -615,7 +615,17 @@ fn key_file_pem_verifies_tokens_and_challenges() {
     assert_eq!(json["sub"], "alice");
     assert_eq!(json["scopes"], serde_json::json!(["items:read"]));
     assert!(json["exp"].is_u64(), "{json}");
-    assert!(json.get("client_id").is_some(), "{json}");
+    assert_eq!(json["client_id"], serde_json::Value::Null, "{json}");
+    // The client id comes from the verified token.
+    let with_client = issuer.mint(
+        claims("alice", "items:read", Duration::from_secs(300))
+            .iss(iss)
+            .aud(aud)
+            .client_id("mobile-app"),
+    );
+    let me = http(server.addr, "GET", "/me", Some(&with_client));
+    let json: serde_json::Value = serde_json::from_str(&me.body).expect("JSON /me");
+    assert_eq!(json["client_id"], "mobile-app", "{json}");
 
     let items = http(server.addr, "GET", "/items", Some(&token));
     assert_eq!(items.status, 200, "{items:?}");
@@ -1009,19 +1019,27 @@ fn mint_for(issuer: &TestIssuer, sub: &str, scope: &str) -> String {
 /// `--rate-limit 5/10s`: five requests at once per verified subject, then one per 2 s.
 fn assert_rate_limited(servers: &[&Server], issuer: &PemIssuer) {
     let token = |sub: &str| issuer.token(sub, "items:read");
-    let alice = token("alice");
+    // A new token of alice's for every request: the quota is the subject's, not a token's.
+    let alice = |i: usize| {
+        issuer.issuer.mint(
+            claims("alice", "items:read", Duration::from_secs(600))
+                .iss("https://issuer.test")
+                .aud("api://items")
+                .set("jti", format!("alice-{i}")),
+        )
+    };
     for i in 0..5 {
         // Spread over the instances: with Redis they share one quota.
         let server = servers[i % servers.len()];
-        let r = http(server.addr, "GET", "/items", Some(&alice));
+        let r = http(server.addr, "GET", "/items", Some(&alice(i)));
         assert_eq!(r.status, 200, "request {i}: {r:?}");
         assert_eq!(r.header("ratelimit-policy"), Some(r#""default";q=5;w=10"#));
         // Sequential requests: one quota, whichever instance answers.
         let expected = format!(r#""default";r={};t={}"#, 4 - i, 2 * (i + 1));
         assert_eq!(r.header("ratelimit"), Some(expected.as_str()));
     }
-    for server in servers {
-        let r = http(server.addr, "GET", "/items", Some(&alice));
+    for (i, server) in servers.iter().enumerate() {
+        let r = http(server.addr, "GET", "/items", Some(&alice(5 + i)));
         assert_eq!(r.status, 429, "{r:?}");
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=2).contains(&retry), "Retry-After {retry}");

@@ -628,9 +628,18 @@ async fn huge_headers_and_size_caps() {
     ];
     run("§2 huge headers", &Target::new(layer()), cases).await;
 
-    // The cap is configurable, and applies exactly; the query source caps too.
+    // The cap is configurable, and applies exactly; the query, cookie and custom-header
+    // sources cap too.
     let at = |cap: usize| {
-        Target::new(layer().extractor(Extractor::new().max_token_len(cap).query(true)))
+        Target::new(
+            layer().extractor(
+                Extractor::new()
+                    .max_token_len(cap)
+                    .query(true)
+                    .cookie("at")
+                    .header(HeaderName::from_static("x-token")),
+            ),
+        )
     };
     run(
         "§2 cap = len - 1",
@@ -645,13 +654,38 @@ async fn huge_headers_and_size_caps() {
                 request(&format!("/r?access_token={}", "a".repeat(60_000)), &[]),
             )
             .invalid_request("token too large"),
+            Case::new(
+                "cookie",
+                request("/r", &[("cookie", &format!("at={token}"))]),
+            )
+            .token(&token)
+            .invalid_request("token too large"),
+            Case::new(
+                "a 1 MiB cookie",
+                request("/r", &[("cookie", &format!("at={}", "a".repeat(1 << 20)))]),
+            )
+            .invalid_request("token too large"),
+            Case::new("custom header", request("/r", &[("x-token", &token)]))
+                .token(&token)
+                .invalid_request("token too large"),
         ],
     )
     .await;
     run(
         "§2 cap = len",
         &at(token.len()),
-        vec![Case::bearer("header", &token).passes()],
+        vec![
+            Case::bearer("header", &token).passes(),
+            Case::new(
+                "cookie",
+                request("/r", &[("cookie", &format!("at={token}"))]),
+            )
+            .token(&token)
+            .passes(),
+            Case::new("custom header", request("/r", &[("x-token", &token)]))
+                .token(&token)
+                .passes(),
+        ],
     )
     .await;
 }

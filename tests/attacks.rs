@@ -2190,6 +2190,43 @@ async fn grpc_dependency_down() {
         cases,
     )
     .await;
+
+    // Redis down behind a valid token: the revocation check and the rate limit fail closed,
+    // 503 over HTTP and 14 over gRPC, never 16.
+    let Some(mut redis) = support::RedisServer::start() else {
+        return;
+    };
+    let revocations = tower_bearer::lifecycle::RedisRevocations::connect(&redis.url())
+        .await
+        .unwrap();
+    let store = tower_bearer::rate_limit::RedisStore::connect(&redis.url())
+        .await
+        .unwrap()
+        .timeout(Duration::from_millis(300));
+    redis.kill();
+    let revocation_check =
+        BearerAuthLayer::new(Lifecycle::new(builder().build().unwrap()).revocations(revocations))
+            .realm(REALM);
+    let rate_limit = layer()
+        .rate_limit(RateLimitLayer::new(Quota::per(Duration::from_secs(60), 5)).store(store));
+    for (name, target) in [
+        ("§8 Redis down: revocations", revocation_check),
+        ("§8 Redis down: rate limit", rate_limit),
+    ] {
+        let cases = vec![
+            Case::bearer("HTTP", &token)
+                .refused(StatusCode::SERVICE_UNAVAILABLE, Challenge::Absent),
+            Case::grpc_call("gRPC", "/pkg.Svc/M", Some(&token)).grpc_status(
+                "14",
+                if name.ends_with("revocations") {
+                    "revocation check temporarily unavailable"
+                } else {
+                    "rate limiting temporarily unavailable"
+                },
+            ),
+        ];
+        run(name, &Target::new(target), cases).await;
+    }
 }
 
 // ---------------------------------------------------------------- §9 never

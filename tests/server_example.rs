@@ -691,17 +691,20 @@ fn key_file_jwks_verifies_tokens() {
     }
 }
 
-/// SIGTERM stops the server cleanly (exit status 0).
+/// SIGTERM and SIGINT (Ctrl-C) stop either example cleanly (exit status 0).
 #[cfg(unix)]
 #[test]
-fn sigterm_exits_cleanly() {
-    sigterm_after(false);
-    sigterm_after(true);
+fn sigterm_and_sigint_exit_cleanly() {
+    for signal in ["TERM", "INT"] {
+        signal_after("server", signal, false);
+        signal_after("server", signal, true);
+        signal_after("grpc", signal, false);
+    }
 }
 
 #[cfg(unix)]
-fn sigterm_after(request_first: bool) {
-    let mut server = Server::start(&["--bind", "127.0.0.1:0"]);
+fn signal_after(example: &str, signal: &str, request_first: bool) {
+    let mut server = Server::start_example(example, &["--bind", "127.0.0.1:0"]);
     // Without a request first, the signal follows `listening on` at once: the handlers must
     // already be installed by then.
     if request_first {
@@ -709,13 +712,16 @@ fn sigterm_after(request_first: bool) {
     }
     let pid = server.child.id().to_string();
     let kill = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .expect("run kill");
-    assert!(kill.success(), "kill -TERM {pid}: {kill}");
+    assert!(kill.success(), "kill -{signal} {pid}: {kill}");
     let status = wait_timeout(&mut server.child, Duration::from_secs(15))
-        .expect("the server did not exit within 15 s of SIGTERM");
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+        .unwrap_or_else(|| panic!("{example} did not exit within 15 s of SIG{signal}"));
+    assert!(
+        status.success(),
+        "{example}: exit status after SIG{signal}: {status}"
+    );
 }
 
 /// Command-line mistakes: usage errors exit 2, configuration errors exit 1.

@@ -33,15 +33,26 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
+impl Capture {
+    /// Everything logged on this thread, as JSON lines, until the guard is dropped.
+    fn install() -> (Capture, tracing::subscriber::DefaultGuard) {
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(capture.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .json()
+            .finish();
+        (capture, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn error_paths_never_log_token_material() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::install();
 
     let issuer = TestIssuer::rs256().with_kid("k1");
     let other = TestIssuer::rs256().with_kid("k1");
@@ -76,7 +87,7 @@ async fn error_paths_never_log_token_material() {
     send(&layer, get(Some("Bearer a b"))).await;
     send(&layer, get(None)).await;
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     let events: Vec<serde_json::Value> = logs
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -146,13 +157,7 @@ async fn refusals_after_verification_and_failing_stores_never_log_token_material
     use tower_bearer::testing::DpopKey;
     use tower_bearer::validate::StaticTokens;
 
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .json()
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::install();
 
     let issuer = TestIssuer::es256().with_kid("k1");
     let jwt = || {
@@ -240,12 +245,12 @@ async fn refusals_after_verification_and_failing_stores_never_log_token_material
             .rate_limit(RateLimitLayer::new(Quota::per(Duration::from_secs(60), 5)).store(store));
         assert_eq!(send(&counted, bearer(&t)).await.status, 503);
         secrets.push(t);
-        let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let logs = capture.text();
         assert!(logs.contains("revocation check failed"), "{logs}");
         assert!(logs.contains("rate-limit store failed"), "{logs}");
     }
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     for reason in [
         "insufficient_scope",
         "rate_limited",

@@ -11,8 +11,11 @@
 //! router is finalised as `axum::serve` does. Run natively it just runs the loop and prints
 //! the time per request.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{AUD, ISS, jwt};
 use http::{HeaderValue, Request, header::AUTHORIZATION};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::BearerAuthLayer;
@@ -20,20 +23,6 @@ use tower_bearer::keys::Algorithm;
 use tower_bearer::rate_limit::{Quota, RateLimitLayer};
 use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
 use tower_bearer::testing::{TestIssuer, claims};
-use tower_bearer::validate::Jwt;
-
-const ISS: &str = "https://issuer.bench";
-const AUD: &str = "bench";
-
-fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
-    Jwt::builder()
-        .key(issuer.key())
-        .issuer(ISS)
-        .audience(AUD)
-        .cache_entries(if cache { 10_000 } else { 0 })
-        .build()
-        .unwrap()
-}
 
 fn router() -> axum::Router {
     axum::Router::new().route("/items", axum::routing::get(|| async { "ok" }))

@@ -21,12 +21,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
 mod peers;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{AUD, ISS, jwt};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, header::AUTHORIZATION};
 use serde_json::Value;
@@ -36,11 +38,7 @@ use tower_bearer::principal::TokenFingerprint;
 use tower_bearer::rate_limit::{MemoryStore, Quota, RateLimitLayer, RateLimitStore};
 use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
 use tower_bearer::testing::{TestIssuer, alg_name, claims};
-use tower_bearer::validate::Jwt;
 use tower_bearer::{BearerAuthLayer, Principal};
-
-const ISS: &str = "https://issuer.bench";
-const AUD: &str = "bench";
 
 /// A quota no benchmark reaches.
 fn unlimited() -> Quota {
@@ -53,16 +51,6 @@ fn mint(issuer: &TestIssuer, sub: &str) -> String {
             .iss(ISS)
             .aud(AUD),
     )
-}
-
-fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
-    Jwt::builder()
-        .key(issuer.key())
-        .issuer(ISS)
-        .audience(AUD)
-        .cache_entries(if cache { 10_000 } else { 0 })
-        .build()
-        .unwrap()
 }
 
 /// `GET /items`, with `Authorization: Bearer <token>` when a token is given.

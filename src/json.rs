@@ -101,6 +101,35 @@ fn strict_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Map<String, Value>, 
     Ok(out)
 }
 
+/// Decodes a base64url (unpadded, canonical) part into `buf`, or into `heap` when it does not
+/// fit; `None` when it is not base64url.
+pub(crate) fn decode_b64<'b>(
+    part: &[u8],
+    buf: &'b mut [u8],
+    heap: &'b mut Vec<u8>,
+) -> Option<&'b [u8]> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // `decode_slice` writes at most the decoded length, which is at most 3/4 of the input.
+    if part.len() / 4 * 3 + 3 <= buf.len() {
+        let n = URL_SAFE_NO_PAD.decode_slice(part, buf).ok()?;
+        return Some(&buf[..n]);
+    }
+    URL_SAFE_NO_PAD.decode_vec(part, heap).ok()?;
+    Some(heap)
+}
+
+/// A base64url part that must hold a [`StrictObject`] (a JWS payload or a DPoP proof's
+/// header), decoded on the stack when it fits; `None` when it does not.
+pub(crate) fn decode_object(part: &[u8]) -> Option<Map<String, Value>> {
+    let mut buf = [0u8; 2048];
+    let mut heap = Vec::new();
+    let bytes = decode_b64(part, &mut buf, &mut heap)?;
+    serde_json::from_slice::<StrictObject>(bytes)
+        .ok()
+        .map(|o| o.0)
+}
+
 /// A JWS protected header, reduced to what verification reads: `alg`, `kid` and `typ` borrowed
 /// from the decoded bytes, and whether `crit`, `enc` or `zip` are present. Parsed as strictly
 /// as [`StrictObject`] (duplicate members refused, every value fully checked), without building

@@ -86,7 +86,6 @@ pub use replay::{DEFAULT_REPLAY_ENTRIES, MemoryReplay, ReplayCheck, ReplayKey, R
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
-use crate::json::StrictObject;
 use crate::keys::Algorithm;
 use crate::principal::numeric_date;
 use crate::reject::{AuthError, AuthErrorKind};
@@ -368,12 +367,7 @@ fn is_b64url(part: &[u8]) -> bool {
 }
 
 fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| proof_err("malformed DPoP proof"))?;
-    serde_json::from_slice::<StrictObject>(&bytes)
-        .map(|o| o.0)
-        .map_err(|_| proof_err("malformed DPoP proof"))
+    crate::json::decode_object(part).ok_or_else(|| proof_err("malformed DPoP proof"))
 }
 
 /// base64url(SHA-256(bytes)), unpadded.

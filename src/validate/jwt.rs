@@ -38,8 +38,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::cache::{CacheStats, DEFAULT_CACHE_ENTRIES, TokenCache};
@@ -47,7 +45,7 @@ use crate::claims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::ConfigError;
 use crate::extract::BearerToken;
-use crate::json::{JoseHeader, Member, StrictObject};
+use crate::json::{JoseHeader, Member};
 use crate::keys::{Algorithm, Key, KeyLookupError, KeySet};
 use crate::principal::{Principal, ScopeClaim, TokenFingerprint, numeric_date};
 use crate::reject::{AuthError, AuthErrorKind};
@@ -318,32 +316,17 @@ fn is_b64url(part: &[u8]) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
 }
 
-/// Decodes a base64url part into `buf`, or into `heap` when it does not fit.
+/// A base64url part, decoded strictly onto the stack when it fits.
 fn decode_b64<'b>(
     part: &[u8],
     buf: &'b mut [u8],
     heap: &'b mut Vec<u8>,
 ) -> Result<&'b [u8], AuthError> {
-    // `decode_slice` writes at most the decoded length, which is at most 3/4 of the input.
-    if part.len() / 4 * 3 + 3 <= buf.len() {
-        let n = URL_SAFE_NO_PAD
-            .decode_slice(part, buf)
-            .map_err(|_| err(AuthErrorKind::MalformedToken))?;
-        return Ok(&buf[..n]);
-    }
-    URL_SAFE_NO_PAD
-        .decode_vec(part, heap)
-        .map_err(|_| err(AuthErrorKind::MalformedToken))?;
-    Ok(heap)
+    crate::json::decode_b64(part, buf, heap).ok_or_else(|| err(AuthErrorKind::MalformedToken))
 }
 
 fn decode_object(part: &[u8]) -> Result<Map<String, Value>, AuthError> {
-    let mut buf = [0u8; 2048];
-    let mut heap = Vec::new();
-    let bytes = decode_b64(part, &mut buf, &mut heap)?;
-    serde_json::from_slice::<StrictObject>(bytes)
-        .map(|o| o.0)
-        .map_err(|_| err(AuthErrorKind::MalformedToken))
+    crate::json::decode_object(part).ok_or_else(|| err(AuthErrorKind::MalformedToken))
 }
 
 /// Keeps attacker-chosen strings short in logs.

@@ -6,8 +6,10 @@
 //! --toggle-collect='instructions::measured*'` only the measured requests count. Cases:
 //! `bare` (the axum router alone, no credential), `hit` (the bearer layer, reused RS256
 //! token), `layers` (bearer layer, scope guard and memory rate limit as three layers),
-//! `one_layer` (the same checks in the bearer layer), `miss_hs256` (a first-seen HS256 token,
-//! cache off), `decode_hs256` (`jsonwebtoken::decode` of that token alone, its floor). Every
+//! `one_layer` (the same checks in the bearer layer), `revocation` and `idle` (a cache hit
+//! through a `Lifecycle` with a memory revocation list, or an idle timeout), `miss_hs256` (a
+//! first-seen HS256 token, cache off), `decode_hs256` (`jsonwebtoken::decode` of that token
+//! alone, its floor). Every
 //! router is finalised as `axum::serve` does. Run natively it just runs the loop and prints
 //! the time per request.
 
@@ -20,6 +22,7 @@ use http::{HeaderValue, Request, header::AUTHORIZATION};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::keys::Algorithm;
+use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations};
 use tower_bearer::rate_limit::{Quota, RateLimitLayer};
 use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
 use tower_bearer::testing::{TestIssuer, claims};
@@ -38,11 +41,13 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    const CASES: [&str; 6] = [
+    const CASES: [&str; 8] = [
         "bare",
         "hit",
         "layers",
         "one_layer",
+        "revocation",
+        "idle",
         "miss_hs256",
         "decode_hs256",
     ];
@@ -85,6 +90,12 @@ fn main() {
                 .require_scopes(ScopePolicy::parse("items:read").unwrap())
                 .rate_limit(unlimited()),
         ),
+        "revocation" => router().layer(BearerAuthLayer::new(
+            Lifecycle::new(jwt(&issuer, true)).revocations(MemoryRevocations::default()),
+        )),
+        "idle" => router().layer(BearerAuthLayer::new(
+            Lifecycle::new(jwt(&issuer, true)).idle_timeout(Duration::from_secs(900)),
+        )),
         "miss_hs256" => router().layer(BearerAuthLayer::new(jwt(&issuer, false))),
         _ => unreachable!("checked above"),
     }

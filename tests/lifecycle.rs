@@ -154,6 +154,23 @@ async fn idle_tokens_are_refused() {
     send(&layer(&lc), bearer(&issuer().mint(c("alice"))))
         .await
         .assert_ok();
+
+    // Uses less than a second apart are recorded once: the timeout may end a token up to a
+    // second early, never late.
+    let bob = issuer().mint(c("bob"));
+    send(&layer(&lc), bearer(&bob)).await.assert_ok();
+    clock.advance(Duration::from_millis(500));
+    send(&layer(&lc), bearer(&bob)).await.assert_ok();
+    clock.advance(Duration::from_millis(299_501));
+    send(&layer(&lc), bearer(&bob))
+        .await
+        .assert_invalid_token("token idle for too long");
+    let carol = issuer().mint(c("carol"));
+    send(&layer(&lc), bearer(&carol)).await.assert_ok();
+    clock.advance(Duration::from_secs(1));
+    send(&layer(&lc), bearer(&carol)).await.assert_ok();
+    clock.advance(Duration::from_secs(300));
+    send(&layer(&lc), bearer(&carol)).await.assert_ok();
 }
 
 #[tokio::test]

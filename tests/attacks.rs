@@ -1,10 +1,11 @@
-//! The attack suite: every rejection case of ACCEPTANCE.md §2–§9 and the JWT attack classes
-//! (RFC 8725), as tables. Each row is a request, the status it must get, its exact
+//! The attack suite: every rejection case of the acceptance list (`shared/ACCEPTANCE.md`,
+//! beside the repository) §2–§9 and the JWT attack classes (RFC 8725), as tables. Each row
+//! is a request, the status it must get, its exact
 //! `WWW-Authenticate` challenge (or gRPC status), and, for every row refused, proof that the
 //! inner service never ran and that no part of the token is in the response. Rows that must
 //! pass are in the same tables, so a stack that refused everything would fail them.
 //!
-//! Coverage of ACCEPTANCE.md, by table:
+//! Coverage of the acceptance list, by table:
 //!
 //! | section | tables |
 //! |---|---|

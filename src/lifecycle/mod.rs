@@ -151,8 +151,11 @@ impl Lifecycle {
     /// [`Lifecycle::idle_timeout`] tracking at most `capacity` tokens.
     #[must_use]
     pub fn idle_timeout_with_capacity(self, timeout: Duration, capacity: u64) -> Self {
+        // Least recently used out first, as documented: TinyLFU (moka's default) could
+        // refuse to admit a new token at all when full.
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .expire_after(UntilExpiry)
             .build();
         self.update(|i| i.idle = Some((timeout, cache)))

@@ -607,7 +607,8 @@ impl Inner {
     async fn call(&self, token: &str, fingerprint: TokenFingerprint) -> Result<Entry, AuthError> {
         let Some(_slot) = self.slot() else {
             self.shed.fetch_add(1, Ordering::Relaxed);
-            // At debug: under a flood this is every request, and `shed` counts them.
+            // This module's own line is at debug (under a flood it is every request, and
+            // `shed` counts them); the audit log records the refusal as any other.
             tracing::debug!(
                 target: TARGET,
                 %fingerprint,

@@ -316,12 +316,25 @@ impl AuthError {
 
     /// Records the key id the refused token named, for the audit log (never sent to the
     /// client). It is chosen by whoever sent the token: control characters (line breaks,
-    /// escapes) are kept out of the log as U+FFFD.
+    /// escapes), Unicode line and paragraph separators and bidirectional controls are kept
+    /// out of the log as U+FFFD.
     #[must_use]
     pub fn with_kid(mut self, kid: &str) -> Self {
+        let unsafe_in_logs = |c: char| {
+            c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}'
+                        | '\u{2029}'
+                        | '\u{200e}'
+                        | '\u{200f}'
+                        | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}'
+                )
+        };
         self.kid = Some(
             kid.chars()
-                .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                .map(|c| if unsafe_in_logs(c) { '\u{fffd}' } else { c })
                 .collect(),
         );
         self
@@ -779,6 +792,10 @@ mod tests {
         assert_eq!(
             err.kid(),
             Some("k1\u{fffd}\u{fffd}2026-01-01 INFO forged line\u{fffd}[31m")
+        );
+        assert_eq!(
+            err.clone().with_kid("a\u{2028}b\u{202e}c\u{2066}").kid(),
+            Some("a\u{fffd}b\u{fffd}c\u{fffd}")
         );
         assert_eq!(err.with_kid("rsa-1 é").kid(), Some("rsa-1 é"));
     }

@@ -185,7 +185,12 @@ impl Lifecycle {
     pub async fn revoke_token(&self, principal: &Principal) -> Result<(), StoreError> {
         let until = principal
             .expires_at()
-            .unwrap_or_else(|| self.inner.clock.now() + Duration::from_secs(86_400));
+            // A day from now by this clock or the system's, whichever is later: the store
+            // may go by either, and the revocation must hold a day by both.
+            .unwrap_or_else(|| {
+                self.inner.clock.now().max(std::time::SystemTime::now())
+                    + Duration::from_secs(86_400)
+            });
         let r = match principal.token_id() {
             Some(jti) => Revocation::TokenId {
                 jti: jti.to_owned(),

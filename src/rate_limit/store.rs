@@ -175,11 +175,12 @@ impl MemoryStore {
         Self::with_capacity(DEFAULT_MAX_KEYS)
     }
 
-    /// A store keeping at most `max_keys` callers (at least 64).
+    /// A store keeping at most `max_keys` callers (at least 64: one per shard). The bound is
+    /// split evenly over the shards, rounding down, so it is never exceeded.
     pub fn with_capacity(max_keys: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            per_shard: (max_keys / SHARDS).max(1),
             time: TimeSource::fast(),
             seed: Default::default(),
         }

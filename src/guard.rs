@@ -33,6 +33,7 @@ pin_project! {
 
 impl<F, B> ResponseFuture<F, B> {
     /// The inner service was called.
+    #[inline]
     pub(crate) fn calling(fut: F) -> Self {
         Self {
             state: State::Calling { fut },

@@ -485,6 +485,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // An admitted request reads no clock here: the latency of this layer's own refusals
         // (its decision, a few tens of nanoseconds) is not worth a clock read per request; a
@@ -620,6 +621,7 @@ where
         }
     }
 
+    #[inline]
     fn calling(fut: S::Future, fields: Option<Fields>) -> Self {
         Self {
             state: State::Calling { fut, fields },

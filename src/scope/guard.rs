@@ -194,6 +194,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let policy = match &*self.rule {
             Rule::Fixed(p) => Some(p),

@@ -8,25 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::json;
-use support::{REALM, RedisServer, bearer, send};
+use support::{REALM, RedisServer, bearer, issuer, jwt, send};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::lifecycle::{Lifecycle, MemoryRevocations, RedisRevocations, Revocation};
-use tower_bearer::testing::{Claims, TestIssuer, claims};
-use tower_bearer::validate::{Chain, Jwt, StaticTokens};
-
-fn issuer() -> &'static TestIssuer {
-    static K: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
-    K.get_or_init(|| TestIssuer::es256().with_kid("k"))
-}
-
-fn jwt() -> Jwt {
-    Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .build()
-        .unwrap()
-}
+use tower_bearer::testing::{Claims, claims};
+use tower_bearer::validate::{Chain, StaticTokens};
 
 fn c(sub: &str) -> Claims {
     claims(sub, "", Duration::from_secs(600)).aud("api")

@@ -5,27 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::{REALM, RedisServer, bearer, send};
+use support::{REALM, RedisServer, bearer, issuer, jwt, send};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::extract::BearerToken;
 use tower_bearer::rate_limit::{MemoryStore, Quota, RateLimitLayer, RedisStore};
 use tower_bearer::scope::ScopePolicy;
-use tower_bearer::testing::{TestIssuer, claims};
+use tower_bearer::testing::claims;
 use tower_bearer::validate::{Authenticator, Jwt};
-
-fn issuer() -> &'static TestIssuer {
-    static K: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
-    K.get_or_init(|| TestIssuer::es256().with_kid("k"))
-}
-
-fn jwt() -> Jwt {
-    Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .build()
-        .unwrap()
-}
 
 fn token(sub: &str, scope: &str) -> String {
     issuer().mint(claims(sub, scope, Duration::from_secs(600)).aud("api"))

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use serde_json::{Map, Value};
-use support::{RedisServer, bearer};
+use support::{RedisServer, bearer, issuer, jwt};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bearer::BearerAuthLayer;
 use tower_bearer::extract::BearerToken;
@@ -24,8 +24,7 @@ use tower_bearer::principal::{Principal, TokenFingerprint};
 use tower_bearer::rate_limit::{Quota, RateLimitLayer, RedisStore};
 use tower_bearer::scope::{ScopeGuardLayer, ScopePolicy};
 use tower_bearer::sender::SenderGuardLayer;
-use tower_bearer::testing::{TestIssuer, claims};
-use tower_bearer::validate::Jwt;
+use tower_bearer::testing::claims;
 
 /// An inner service that refuses to be called unless `poll_ready` made this very instance
 /// ready, and counts its clones and calls.
@@ -80,19 +79,6 @@ impl Service<Request<Full<Bytes>>> for Tracked {
         self.calls.fetch_add(1, Ordering::SeqCst);
         ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
     }
-}
-
-fn issuer() -> &'static TestIssuer {
-    static K: std::sync::OnceLock<TestIssuer> = std::sync::OnceLock::new();
-    K.get_or_init(|| TestIssuer::hs256().with_kid("k"))
-}
-
-fn jwt() -> Jwt {
-    Jwt::builder()
-        .key(issuer().key())
-        .audience("api")
-        .build()
-        .unwrap()
 }
 
 fn token(sub: &str) -> String {

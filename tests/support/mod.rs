@@ -2,12 +2,14 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceExt, service_fn};
+use tower_bearer::testing::TestIssuer;
+use tower_bearer::validate::Jwt;
 use tower_bearer::{BearerAuthLayer, Principal};
 
 pub mod keys;
@@ -118,6 +120,21 @@ pub async fn send(layer: &BearerAuthLayer, req: Request<Full<Bytes>>) -> Outcome
         called: seen.is_some(),
         principal: seen.flatten(),
     }
+}
+
+/// The one signing key of the tests that need no other: ES256, key id `k`.
+pub fn issuer() -> &'static TestIssuer {
+    static K: OnceLock<TestIssuer> = OnceLock::new();
+    K.get_or_init(|| TestIssuer::es256().with_kid("k"))
+}
+
+/// A `Jwt` for [`issuer`]'s tokens, audience `api`.
+pub fn jwt() -> Jwt {
+    Jwt::builder()
+        .key(issuer().key())
+        .audience("api")
+        .build()
+        .unwrap()
 }
 
 /// A GET with optional `Authorization` value.

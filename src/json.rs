@@ -280,6 +280,114 @@ impl<'de> serde::Deserialize<'de> for Member<'de> {
 mod tests {
     use super::*;
 
+    /// A small deterministic generator (xorshift), so that failures replay.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn string(&mut self) -> String {
+            const PIECES: [&str; 10] = ["a", "k", "é", "\"", "\\", "\n", "€", "𝄞", "\u{1}", "x"];
+            (0..self.below(4))
+                .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+                .collect()
+        }
+
+        fn value(&mut self, depth: u32) -> Value {
+            match self.below(if depth == 0 { 6 } else { 8 }) {
+                0 => Value::Null,
+                1 => Value::Bool(self.below(2) == 0),
+                2 => Value::from(self.next()),
+                3 => Value::from(self.next() as i64),
+                4 => Value::from((self.next() as i64 as f64) / 1e3),
+                5 => Value::String(self.string()),
+                6 => Value::Array((0..self.below(4)).map(|_| self.value(depth - 1)).collect()),
+                _ => Value::Object(
+                    (0..self.below(5))
+                        .map(|i| (format!("{}{i}", self.string()), self.value(depth - 1)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    /// `v` as JSON text, with the first member of its `dup`-th non-empty object (in
+    /// document order) written twice; `objects` counts them.
+    fn write_with_duplicate(v: &Value, dup: usize, objects: &mut usize, out: &mut String) {
+        match v {
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_with_duplicate(item, dup, objects, out);
+                }
+                out.push(']');
+            }
+            Value::Object(members) => {
+                let twice = !members.is_empty() && *objects == dup;
+                if !members.is_empty() {
+                    *objects += 1;
+                }
+                out.push('{');
+                for (i, (k, m)) in members.iter().enumerate() {
+                    for _ in 0..if twice && i == 0 { 2 } else { 1 } {
+                        if !out.ends_with('{') {
+                            out.push(',');
+                        }
+                        out.push_str(&serde_json::to_string(k).unwrap());
+                        out.push(':');
+                        write_with_duplicate(m, dup, objects, out);
+                    }
+                }
+                out.push('}');
+            }
+            scalar => out.push_str(&serde_json::to_string(scalar).unwrap()),
+        }
+    }
+
+    #[test]
+    fn strict_values_read_what_serde_json_reads_and_refuse_nested_duplicates() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut refused = 0;
+        for _ in 0..2_000 {
+            // An object at the top, as a token's header and claims are.
+            let v = Value::Object(
+                (0..1 + g.below(3))
+                    .map(|i| (format!("m{i}"), g.value(4)))
+                    .collect(),
+            );
+            let text = serde_json::to_string(&v).unwrap();
+            let StrictValue(strict) = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                strict,
+                serde_json::from_str::<Value>(&text).unwrap(),
+                "{text}"
+            );
+            // One object, at any depth, names its first member twice: serde_json takes the
+            // last; the strict reader refuses the document.
+            let mut objects = 0;
+            write_with_duplicate(&v, usize::MAX, &mut objects, &mut String::new());
+            let mut dup = String::new();
+            let which = g.below(objects as u64) as usize;
+            write_with_duplicate(&v, which, &mut 0, &mut dup);
+            assert!(serde_json::from_str::<Value>(&dup).is_ok(), "{dup}");
+            assert!(serde_json::from_str::<StrictValue>(&dup).is_err(), "{dup}");
+            refused += 1;
+        }
+        assert_eq!(refused, 2_000);
+    }
+
     fn header(json: &str) -> Option<JoseHeader<'_>> {
         serde_json::from_str::<JoseHeader<'_>>(json).ok()
     }

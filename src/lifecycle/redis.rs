@@ -159,14 +159,7 @@ where
     }
 
     fn key(&self, digest: [u8; 16]) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(self.prefix.len() + 32);
-        out.push_str(&self.prefix);
-        for b in digest {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        }
-        out
+        crate::hash::prefixed_hex(&self.prefix, &digest)
     }
 }
 

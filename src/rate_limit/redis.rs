@@ -21,6 +21,11 @@ fn key_digest(key: &str) -> [u8; 16] {
 /// GCRA in one atomic script: one round trip per decision, Redis server time (so instances
 /// with skewed clocks agree), a single key (so it runs on Redis Cluster), and a TTL on every
 /// write equal to the time until the quota is whole again.
+/// The script of [`GCRA_LUA`], built (and its SHA-1 computed) once per process: a decision
+/// borrows it, so a request neither copies it nor touches a shared reference count.
+static GCRA: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(GCRA_LUA));
+
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -49,7 +54,6 @@ return {0, used - window, tat - now}
 /// digest of the namespaced caller key, so no subject is ever stored in clear.
 pub struct RedisStore<C> {
     conn: C,
-    script: Arc<redis::Script>,
     timeout: Duration,
     prefix: Arc<str>,
 }
@@ -67,7 +71,6 @@ impl<C: Clone> Clone for RedisStore<C> {
     fn clone(&self) -> Self {
         Self {
             conn: self.conn.clone(),
-            script: self.script.clone(),
             timeout: self.timeout,
             prefix: self.prefix.clone(),
         }
@@ -104,7 +107,6 @@ where
     pub fn new(conn: C) -> Self {
         Self {
             conn,
-            script: Arc::new(redis::Script::new(GCRA_LUA)),
             timeout: Duration::from_millis(250),
             prefix: Arc::from("tower-bearer:rl:"),
         }
@@ -131,12 +133,7 @@ where
 
     /// The Redis key for a limiter key.
     fn redis_key(&self, key: &str) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 32);
-        out.push_str(&self.prefix);
-        for b in key_digest(key) {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        crate::hash::prefixed_hex(&self.prefix, &key_digest(key))
     }
 }
 
@@ -146,15 +143,13 @@ where
 {
     fn check(&self, key: &str, quota: &Quota) -> Check {
         let mut conn = self.conn.clone();
-        let script = self.script.clone();
         let timeout = self.timeout;
         let redis_key = self.redis_key(key);
         let interval_us = (quota.interval_nanos() / 1000).max(1);
         let burst = quota.burst();
         Check::pending(async move {
             let call = async {
-                script
-                    .key(&redis_key)
+                GCRA.key(&redis_key)
                     .arg(interval_us)
                     .arg(burst)
                     .invoke_async::<(i64, i64, i64)>(&mut conn)

@@ -4,7 +4,9 @@
 //! `cargo bench --bench instructions -- CASE [N]` runs CASE on N prebuilt requests (default
 //! 2,000) after 200 of warm-up; under `valgrind --tool=callgrind
 //! --toggle-collect='instructions::measured*'` only the measured requests count. Cases:
-//! `bare` (the axum router alone, no credential), `hit` (the bearer layer, reused RS256
+//! `bare` (the axum router alone, no credential), `floor` (the same router behind a layer that
+//! checks nothing and only adds the extension and the two response fields every admitted
+//! request of the full stack carries, see `common::floor`), `hit` (the bearer layer, reused RS256
 //! token), `layers` (bearer layer, scope guard and memory rate limit as three layers),
 //! `one_layer` (the same checks in the bearer layer), `revocation` and `idle` (a cache hit
 //! through a `Lifecycle` with a memory revocation list, or an idle timeout), `miss_hs256` (a
@@ -41,8 +43,9 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    const CASES: [&str; 8] = [
+    const CASES: [&str; 9] = [
         "bare",
+        "floor",
         "hit",
         "layers",
         "one_layer",
@@ -78,6 +81,7 @@ fn main() {
     }
     let app: axum::Router = match case {
         "bare" => router(),
+        "floor" => common::floor(router()),
         "hit" => router().layer(BearerAuthLayer::new(jwt(&issuer, true))),
         "layers" => router().layer(
             ServiceBuilder::new()
@@ -102,7 +106,8 @@ fn main() {
     // As `axum::serve` does (`into_make_service`): routes become services once, not per
     // request.
     .with_state(());
-    let auth = (case != "bare").then(|| HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    let auth = (!matches!(case, "bare" | "floor"))
+        .then(|| HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
     let requests = |n: usize| -> Vec<Request<axum::body::Body>> {
         (0..n)
             .map(|_| {

@@ -4,7 +4,8 @@
 //! Run with `cargo bench --bench layer` (`-- --quick` for a fast pass), then
 //! `python3 scripts/bench-report.py` for the table and the chart in BENCHMARKS.md. Groups:
 //! - `router`: a bare axum 0.8 router (one route, a handler answering "ok") and the same
-//!   router behind: our layer with a cache hit (RS256); the full stack (auth + scope guard +
+//!   router behind: a layer adding only the outputs of an admitted request (`common::floor`);
+//!   our layer with a cache hit (RS256); the full stack (auth + scope guard +
 //!   in-memory rate limit) with a reused token, as three layers and as the bearer layer's own
 //!   checks (`require_scopes`, `rate_limit`); a first-seen token (cache off) per algorithm;
 //!   a rejection; our rate limit alone; tower_governor keyed by the `Authorization` header;
@@ -139,6 +140,15 @@ fn router_group(c: &mut Criterion) {
     let auth = bearer(&token);
 
     bench_router::<_, axum::body::Body, _>(&mut group, &rt, "bare", axum_router(), None, 200);
+    // What any full stack must add to an admitted request, checking nothing: the floor.
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "floor_outputs_only",
+        common::floor(axum_router()),
+        None,
+        200,
+    );
     bench_router::<_, axum::body::Body, _>(
         &mut group,
         &rt,

@@ -3,7 +3,7 @@
 # (deterministic for one build and input, whatever else the machine does; compare two builds
 # with it). Installs valgrind if it is missing (Debian, root).
 #
-# Usage: scripts/instructions.sh [CASE...]   (default: bare hit layers one_layer revocation idle miss_hs256 decode_hs256)
+# Usage: scripts/instructions.sh [CASE...]   (default: bare floor hit layers one_layer revocation idle miss_hs256 decode_hs256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -14,7 +14,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   fi
 fi
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(bare hit layers one_layer revocation idle miss_hs256 decode_hs256)
+[ ${#cases[@]} -gt 0 ] || cases=(bare floor hit layers one_layer revocation idle miss_hs256 decode_hs256)
 bin=$(cargo bench --bench instructions --all-features --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for line in sys.stdin:

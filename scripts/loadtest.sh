@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Load test of the reference server on 127.0.0.1 with wrk: the bare route (/health) against
 # the same handler behind the whole stack (/ping) and against /me, with a reused token, in
-# memory and with Redis. Bounded: each run lasts DURATION seconds (default 10), 2 threads,
-# 64 connections, loopback only, ROUNDS (default 3) runs per route and store; every process
-# started here is stopped on exit.
+# memory and with Redis; and the floor (benches/floor_server.rs): that handler behind a layer
+# adding only the outputs of an admitted request, against its own bare route. Bounded: each
+# run lasts DURATION seconds (default 10), 2 threads, 64 connections, loopback only, ROUNDS
+# (default 3) runs per route and store; every process started here is stopped on exit. Each
+# line also gives the server's CPU time (user + system) per request, read from /proc.
 #
 # With Redis, a third run keeps revocation answers for a second (`--revocation-cache 1s`).
 # Each store is also measured with LOAD_TOKENS (default 256) callers, one token each, sent in
@@ -26,6 +28,12 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 cargo build --release --example server --features axum,tonic,testing,reqwest,redis,introspection -q
+floor_bin=$(cargo bench --bench floor_server --all-features --no-run --message-format=json 2>/dev/null \
+  | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor_server" and m.get("executable"):
+        print(m["executable"])')
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -41,6 +49,7 @@ start_server() {
   DEV_LOAD_TOKENS=$LOAD_TOKENS ./target/release/examples/server --bind 127.0.0.1:0 \
     --rate-limit 1000000000/1s "$@" >"$out" 2>/dev/null &
   pids+=($!)
+  SERVER_PID=$!
   for _ in $(seq 1 100); do
     grep -q '^listening on' "$out" && break
     sleep 0.1
@@ -70,30 +79,38 @@ LUA
   } >"$lua"
 }
 
-# Prints "requests/s p99 non-2xx" for one wrk run.
+# CPU time (user + system, in clock ticks) the process SERVER_PID has used so far.
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# Prints "requests/s p99 non-2xx server-CPU-µs-per-request" for one wrk run.
 run_wrk() {
-  local report
+  local report before after
+  before=$(server_ticks)
   report=$(wrk -t2 -c64 -d"${duration}s" --latency "$@")
-  local rps p99
+  after=$(server_ticks)
+  local rps p99 requests
   rps=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$report" | awk '$1 == "99%" {print $2}')
-  local errors
+  requests=$(echo "$report" | awk '/requests in/ {print $1}')
+  local errors cpu
   errors=$(echo "$report" | awk '/Non-2xx/ {print $4}')
-  echo "$rps ${p99} ${errors:-0}"
+  cpu=$(python3 -c "print(f'{($after - $before) * 1e6 / $ticks_per_second / max($requests, 1):.2f}')")
+  echo "$rps ${p99} ${errors:-0} $cpu"
 }
 
-# Prints the run with the median requests/s of its arguments ("rps p99 errors" each).
+# Prints the run with the median requests/s of its arguments ("rps p99 errors cpu" each).
 median() {
   printf '%s\n' "$@" | sort -n -k1,1 | sed -n "$(( ($# + 1) / 2 ))p"
 }
 
 report() {
   local label=$1 path=$2 bare=$3 prot=$4
-  read -r b_rps b_p99 _ <<<"$bare"
-  read -r p_rps p_p99 p_err <<<"$prot"
+  read -r b_rps b_p99 _ b_cpu <<<"$bare"
+  read -r p_rps p_p99 p_err p_cpu <<<"$prot"
   local ratio; ratio=$(python3 -c "print(f'{$p_rps / $b_rps:.2f}')")
-  printf '%-8s bare /health: %10s req/s, p99 %8s | protected %-5s %10s req/s, p99 %8s, non-2xx %s | ratio %s\n' \
-    "$label" "$b_rps" "$b_p99" "$path:" "$p_rps" "$p_p99" "$p_err" "$ratio"
+  printf '%-8s bare /health: %10s req/s, p99 %8s, %s µs CPU | protected %-5s %10s req/s, p99 %8s, %s µs CPU, non-2xx %s | ratio %s\n' \
+    "$label" "$b_rps" "$b_p99" "$b_cpu" "$path:" "$p_rps" "$p_p99" "$p_cpu" "$p_err" "$ratio"
 }
 
 # Every request carries the same `Authorization: Bearer` header, so the bare route gets the
@@ -124,8 +141,32 @@ measure() {
   report "$label" "/ping ($LOAD_TOKENS callers)" "$(median "${bare[@]}")" "$(median "${ping[@]}")"
 }
 
+# The floor: the same handler behind a layer that checks nothing and only adds the outputs
+# every admitted request of the full stack carries (benches/floor_server.rs), against its own
+# bare route. What it costs no implementation of the checks can save.
+measure_floor() {
+  local out; out=$(mktemp)
+  "$floor_bin" serve >"$out" 2>/dev/null &
+  pids+=($!)
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q '^listening on' "$out" && break
+    sleep 0.1
+  done
+  local addr; addr=$(sed -n 's/^listening on http:\/\///p' "$out")
+  [ -n "$addr" ] || { echo "floor server did not start" >&2; exit 1; }
+  local auth="Authorization: Bearer $TOKEN" bare=() floor=()
+  for _ in $(seq 1 "$rounds"); do
+    bare+=("$(run_wrk -H "$auth" "http://$addr/health")")
+    floor+=("$(run_wrk -H "$auth" "http://$addr/floor")")
+  done
+  report floor /floor "$(median "${bare[@]}")" "$(median "${floor[@]}")"
+  kill "${pids[-1]}" 2>/dev/null || true
+}
+
 start_server
 measure memory
+measure_floor
 cleanup; pids=()
 
 if command -v redis-server >/dev/null 2>&1; then

@@ -17,3 +17,37 @@ pub(crate) fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
         .build()
         .unwrap()
 }
+
+/// `router` behind the floor of any full stack: a layer that checks nothing and only adds
+/// what a request it admits must carry, the caller for the handler (one `Arc` in the request
+/// extensions) and the two rate-limit fields of the response (`RateLimit-Policy`, a
+/// prebuilt value, and `RateLimit`, formatted per request since it changes per request).
+/// Ratios against it show what the checks themselves cost.
+pub(crate) fn floor(router: axum::Router) -> axum::Router {
+    use http::{HeaderName, HeaderValue, Request, Response};
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    let caller = std::sync::Arc::new(String::from("bench-user"));
+    router.layer(
+        tower::ServiceBuilder::new()
+            .map_response(|mut res: Response<axum::body::Body>| {
+                let headers = res.headers_mut();
+                headers.insert(POLICY, HeaderValue::from_static("\"default\";q=1000;w=1"));
+                // Formatted as cheaply as the limiter does it: no `format!`.
+                let mut remaining = itoa::Buffer::new();
+                let remaining = remaining.format(999_u32);
+                let mut limit = String::with_capacity(20 + remaining.len());
+                for part in ["\"default\";r=", remaining, ";t=1"] {
+                    limit.push_str(part);
+                }
+                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(limit)) {
+                    headers.insert(LIMIT, value);
+                }
+                res
+            })
+            .map_request(move |mut req: Request<axum::body::Body>| {
+                req.extensions_mut().insert(caller.clone());
+                req
+            }),
+    )
+}

@@ -15,12 +15,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
 fi
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(bare floor hit layers one_layer revocation idle miss_hs256 decode_hs256)
-bin=$(cargo bench --bench instructions --all-features --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "instructions" and m.get("executable"):
-        print(m["executable"])')
+bin=$(scripts/bench-bin.sh instructions)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for case in "${cases[@]}"; do

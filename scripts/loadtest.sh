@@ -28,12 +28,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   fi
 fi
 cargo build --release --example server --features axum,tonic,testing,reqwest,redis,introspection -q
-floor_bin=$(cargo bench --bench floor_server --all-features --no-run --message-format=json 2>/dev/null \
-  | python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "floor_server" and m.get("executable"):
-        print(m["executable"])')
+floor_bin=$(scripts/bench-bin.sh floor_server)
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -42,6 +37,14 @@ trap 'cleanup; rm -f "$lua"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 lua=$(mktemp)
+# Waits (up to 10 s) for a server's "listening on http://ADDR" line in the file OUT; prints ADDR.
+listening_on() {
+  for _ in $(seq 1 100); do
+    grep -q '^listening on' "$1" && break
+    sleep 0.1
+  done
+  sed -n 's/^listening on http:\/\///p' "$1"
+}
 # Starts the server with extra flags; sets ADDR and TOKEN (the printed reader token), and
 # writes a wrk script sending the LOAD_TOKENS callers' tokens in turn to $lua.
 start_server() {
@@ -50,11 +53,7 @@ start_server() {
     --rate-limit 1000000000/1s "$@" >"$out" 2>/dev/null &
   pids+=($!)
   SERVER_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q '^listening on' "$out" && break
-    sleep 0.1
-  done
-  ADDR=$(sed -n 's/^listening on http:\/\///p' "$out")
+  ADDR=$(listening_on "$out")
   TOKEN=$(sed -n 's/^READER_TOKEN=//p' "$out")
   [ -n "$ADDR" ] && [ -n "$TOKEN" ] || { echo "server did not start" >&2; exit 1; }
   # Requests are formatted once per wrk thread; each thread starts at its own offset.
@@ -149,11 +148,7 @@ measure_floor() {
   "$floor_bin" serve >"$out" 2>/dev/null &
   pids+=($!)
   SERVER_PID=$!
-  for _ in $(seq 1 100); do
-    grep -q '^listening on' "$out" && break
-    sleep 0.1
-  done
-  local addr; addr=$(sed -n 's/^listening on http:\/\///p' "$out")
+  local addr; addr=$(listening_on "$out")
   [ -n "$addr" ] || { echo "floor server did not start" >&2; exit 1; }
   local auth="Authorization: Bearer $TOKEN" bare=() floor=()
   for _ in $(seq 1 "$rounds"); do

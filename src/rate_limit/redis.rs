@@ -21,11 +21,6 @@ fn key_digest(key: &str) -> [u8; 16] {
 /// GCRA in one atomic script: one round trip per decision, Redis server time (so instances
 /// with skewed clocks agree), a single key (so it runs on Redis Cluster), and a TTL on every
 /// write equal to the time until the quota is whole again.
-/// The script of [`GCRA_LUA`], built (and its SHA-1 computed) once per process: a decision
-/// borrows it, so a request neither copies it nor touches a shared reference count.
-static GCRA: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(GCRA_LUA));
-
 const GCRA_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -42,6 +37,11 @@ if used <= window then
 end
 return {0, used - window, tat - now}
 ";
+
+/// The script of [`GCRA_LUA`], built (and its SHA-1 computed) once per process: a decision
+/// borrows it, so a request neither copies it nor touches a shared reference count.
+static GCRA: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(GCRA_LUA));
 
 /// Limiter state in Redis, shared by every instance that uses the same server (feature
 /// `redis`).

@@ -31,9 +31,9 @@ use std::process::ExitCode;
 use common::{Cli, DevMode, REALM};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tower::util::{Either, MapResponseLayer};
+use tower::layer::util::Identity;
+use tower::util::Either;
 use tower_bearer::BearerAuthLayer;
-use tower_bearer::body::AuthBody;
 use tower_bearer::scope::{MethodScopes, ScopeGuardLayer, ScopePolicy};
 
 const CLI: Cli = Cli {
@@ -113,9 +113,7 @@ async fn run(opts: common::Options) -> Result<(), String> {
     // calls. Without `--rate-limit` a no-op stands in its place (same response type).
     let limit = match common::rate_limit(&opts).await? {
         Some(limit) => Either::Left(limit),
-        None => Either::Right(MapResponseLayer::new(
-            |res: http::Response<tonic::body::Body>| res.map(AuthBody::new),
-        )),
+        None => Either::Right(Identity::new()),
     };
     let (_reporter, health) = tonic_health::server::health_reporter();
     let server = Server::builder()

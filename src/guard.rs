@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::reject::{AuthError, Renderer};
 
 pin_project! {
@@ -27,7 +27,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Calling { #[pin] fut: F },
-        Rejected { response: Option<Response<AuthBody<B>>> },
+        Rejected { response: Option<Response<B>> },
     }
 }
 
@@ -46,7 +46,10 @@ impl<F, B> ResponseFuture<F, B> {
         configured: Option<&Renderer>,
         req: &Request<ReqBody>,
         err: AuthError,
-    ) -> Self {
+    ) -> Self
+    where
+        B: FromRejection,
+    {
         let renderer = configured
             .or_else(|| req.extensions().get::<Renderer>())
             .cloned()
@@ -75,11 +78,11 @@ impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<AuthBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Calling { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?.map(AuthBody::new))),
+            StateProj::Calling { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?)),
             StateProj::Rejected { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),

@@ -19,7 +19,7 @@
 //! let renderer = Renderer::new("example");
 //! let request = Request::new(());
 //! let err = AuthError::new(AuthErrorKind::Expired);
-//! let response = renderer.render::<_, http_body_util::Empty<bytes::Bytes>>(&request, err);
+//! let response = renderer.render::<_, http_body_util::Full<bytes::Bytes>>(&request, err);
 //! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 //! assert_eq!(
 //!     response.headers()[WWW_AUTHENTICATE],
@@ -36,7 +36,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::intern::Text;
 use crate::principal::TokenFingerprint;
 
@@ -665,11 +665,11 @@ impl Renderer {
 
     /// Renders `err` for `req`: a gRPC trailers-only response for gRPC calls, an RFC 6750
     /// response otherwise. The error is stored in the response extensions.
-    pub fn render<ReqBody, B>(
+    pub fn render<ReqBody, B: FromRejection>(
         &self,
         req: &Request<ReqBody>,
         err: AuthError,
-    ) -> Response<AuthBody<B>> {
+    ) -> Response<B> {
         if Self::is_grpc(req) {
             self.render_grpc(err)
         } else {
@@ -678,7 +678,7 @@ impl Renderer {
     }
 
     /// Renders `err` as an HTTP response.
-    pub fn render_http<B>(&self, err: AuthError) -> Response<AuthBody<B>> {
+    pub fn render_http<B: FromRejection>(&self, err: AuthError) -> Response<B> {
         let class = err.class();
         let (content_type, body) = match &self.body {
             Some(f) => {
@@ -690,7 +690,7 @@ impl Renderer {
                 default_body(&err),
             ),
         };
-        let mut res = Response::new(AuthBody::rejection(body));
+        let mut res = Response::new(B::from_rejection(body));
         *res.status_mut() = class.status();
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, content_type);
@@ -721,9 +721,9 @@ impl Renderer {
     }
 
     /// Renders `err` as a gRPC trailers-only response.
-    pub fn render_grpc<B>(&self, err: AuthError) -> Response<AuthBody<B>> {
+    pub fn render_grpc<B: FromRejection>(&self, err: AuthError) -> Response<B> {
         let class = err.class();
-        let mut res = Response::new(AuthBody::rejection(Bytes::new()));
+        let mut res = Response::new(B::from_rejection(Bytes::new()));
         let headers = res.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(class.grpc_code())));
@@ -833,7 +833,7 @@ mod tests {
     #[test]
     fn grpc_message_is_percent_encoded() {
         let r = Renderer::default();
-        let res: Response<AuthBody<http_body_util::Empty<Bytes>>> =
+        let res: Response<crate::body::AuthBody<http_body_util::Empty<Bytes>>> =
             r.render_grpc(AuthError::invalid_token("100% bad"));
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "16");

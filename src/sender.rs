@@ -85,7 +85,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::dpop::{Dpop, VerifiedProof, ct_eq, replay_outcome};
 use crate::extract::{AuthScheme, BearerToken};
 pub use crate::guard::ResponseFuture;
@@ -524,8 +524,9 @@ pub struct SenderGuard<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SenderGuard<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
 {
-    type Response = Response<AuthBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 

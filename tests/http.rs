@@ -194,6 +194,63 @@ async fn the_error_is_in_the_response_extensions() {
     assert_eq!(err.kind(), tower_bearer::AuthErrorKind::MissingCredentials);
 }
 
+/// The layers answer in the inner service's own body type, with no wrapper for axum or tonic
+/// to box again: the admitted response is the inner one, untouched, and each layer's refusal
+/// (bearer layer, scope guard, rate limit) is rendered into that type.
+#[tokio::test]
+async fn every_layer_answers_in_the_inner_body_type() {
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_bearer::rate_limit::{Quota, RateLimitLayer};
+    use tower_bearer::scope::ScopeGuardLayer;
+
+    let svc = ServiceBuilder::new()
+        .layer(layer())
+        .layer(ScopeGuardLayer::parse("profile").unwrap())
+        .layer(RateLimitLayer::new(Quota::per(
+            Duration::from_secs(3600),
+            1,
+        )))
+        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+            let res = http::Response::new(Full::new(Bytes::from_static(b"inner")));
+            Ok::<_, std::convert::Infallible>(res)
+        }));
+    async fn answer<S>(svc: &S, req: Request<Full<Bytes>>) -> (StatusCode, String)
+    where
+        S: tower::Service<
+                Request<Full<Bytes>>,
+                Response = http::Response<Full<Bytes>>,
+                Error = std::convert::Infallible,
+            > + Clone,
+    {
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+    let token = rsa().mint(claims());
+    assert_eq!(
+        answer(&svc, bearer(&token)).await,
+        (StatusCode::OK, "inner".into())
+    );
+    let (status, body) = answer(&svc, bearer(&token)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "rate_limited"
+    );
+    let narrow = rsa().mint(with(claims(), "scope", json!("items:read")));
+    let (status, body) = answer(&svc, bearer(&narrow)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "insufficient_scope"
+    );
+    let (status, body) = answer(&svc, get(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.starts_with('{'), "{body}");
+}
+
 #[tokio::test]
 async fn async_authenticators_work_through_the_layer() {
     use tower_bearer::extract::BearerToken;

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::layer::{Admission, Shared};
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::rate_limit::{Check, Fields, Quota};
 use crate::reject::{AuthError, Renderer};
 use crate::sender::{Verification, Verified};
@@ -268,8 +268,9 @@ where
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
 {
-    type Output = Result<Response<AuthBody<ResBody>>, S::Error>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -334,7 +335,7 @@ where
                     if let Some(fields) = fields.take() {
                         fields.apply(&mut res);
                     }
-                    return Poll::Ready(Ok(res.map(AuthBody::new)));
+                    return Poll::Ready(Ok(res));
                 }
                 StateProj::Rejected {
                     error,

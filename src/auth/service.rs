@@ -10,7 +10,7 @@ use super::ResponseFuture;
 use super::future::Pending;
 use super::layer::Shared;
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::extract::AuthScheme;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
 use crate::sender::SenderConstraints;
@@ -54,8 +54,9 @@ impl<S> BearerAuth<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: FromRejection,
 {
-    type Response = Response<AuthBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 

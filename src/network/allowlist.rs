@@ -13,7 +13,7 @@ use tower_service::Service;
 use super::cidr::{Cidr, parse_all};
 use super::forwarded::TrustedProxies;
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::error::ConfigError;
 pub use crate::guard::ResponseFuture;
 use crate::principal::Principal;
@@ -306,8 +306,9 @@ impl<S> IpAllowlist<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for IpAllowlist<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
 {
-    type Response = Response<AuthBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 

@@ -56,7 +56,7 @@ pub use redis::RedisStore;
 pub use store::{Check, DEFAULT_MAX_KEYS, MemoryStore, RateLimitStore, StoreError};
 
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::metrics::{self, RateLimitDecision};
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer, retry_after_secs};
@@ -476,8 +476,9 @@ impl Config {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: FromRejection,
 {
-    type Response = Response<AuthBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody>;
 
@@ -559,7 +560,7 @@ impl Rejection {
         }
     }
 
-    fn render<B>(self) -> Response<AuthBody<B>> {
+    fn render<B: FromRejection>(self) -> Response<B> {
         let mut res = if self.grpc {
             self.renderer.render_grpc(self.error)
         } else {
@@ -660,8 +661,9 @@ where
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
 {
-    type Output = Result<Response<AuthBody<ResBody>>, S::Error>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -695,7 +697,7 @@ where
                     if let Some(f) = fields.take() {
                         f.apply(&mut res);
                     }
-                    return Poll::Ready(Ok(res.map(AuthBody::new)));
+                    return Poll::Ready(Ok(res));
                 }
                 StateProj::Rejected { rejection } => {
                     let rejection = rejection

@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::ScopePolicy;
 use crate::audit;
-use crate::body::AuthBody;
+use crate::body::FromRejection;
 use crate::error::ConfigError;
 pub use crate::guard::ResponseFuture;
 use crate::principal::Principal;
@@ -185,8 +185,9 @@ pub(crate) fn check(
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ScopeGuard<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
 {
-    type Response = Response<AuthBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 

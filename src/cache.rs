@@ -17,10 +17,11 @@
 //! with one read lock on one shard). An expired entry is never served: a lookup that finds
 //! one removes it, and the first insertion a minute or more after the last sweep drops every
 //! expired entry (until then they count against the bound like any other). An entry holds
-//! the token, its claims and its signed part (from which the fingerprint is computed when
-//! first asked for), so the cache's memory is at most about the number of entries times three
-//! times the largest token the [extractor](crate::extract::Extractor) admits (8 KiB by
-//! default); with typical 1 KiB tokens, 10,000 entries take about 30 MiB.
+//! the token, its claims, its signed part (from which the fingerprint is computed when first
+//! asked for) and, behind a rate limit, its limiter key (the policy name and at most two
+//! claims, kept once derived), so the cache's memory is at most about the number of entries
+//! times four times the largest token the [extractor](crate::extract::Extractor) admits
+//! (8 KiB by default); with typical 1 KiB tokens, 10,000 entries take about 30 MiB.
 //!
 //! ```
 //! use tower_bearer::testing::{TestIssuer, claims};

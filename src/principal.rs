@@ -173,6 +173,9 @@ struct Inner {
     /// The revocation-store keys of this principal, derived once (each is a SHA-256): a
     /// cached principal serves every request its token makes.
     revocation_keys: OnceLock<[Option<[u8; 16]>; 3]>,
+    /// The key of the first rate limit that asked (tagged with that limit's id), derived once:
+    /// no larger than the policy name and the claims it is made of.
+    limit_key: OnceLock<(u64, Box<str>)>,
     /// What `cnf` says, read once: every request of a cached token asks.
     binding: Binding,
 }
@@ -313,6 +316,7 @@ impl Principal {
             binding: Binding::of(&claims),
             claims: Arc::new(claims),
             revocation_keys: OnceLock::new(),
+            limit_key: OnceLock::new(),
         })))
     }
 
@@ -327,6 +331,13 @@ impl Principal {
         derive: impl FnOnce(&Self) -> [Option<[u8; 16]>; 3],
     ) -> [Option<[u8; 16]>; 3] {
         *self.0.revocation_keys.get_or_init(|| derive(self))
+    }
+
+    /// The rate-limit key of this principal under the limit `tag`, derived by `derive` on first
+    /// use; `None` when the key of another limit is kept (that limit asked first).
+    pub(crate) fn limit_key(&self, tag: u64, derive: impl FnOnce() -> Box<str>) -> Option<&str> {
+        let (kept, key) = self.0.limit_key.get_or_init(|| (tag, derive()));
+        (*kept == tag).then_some(&**key)
     }
 
     /// The subject (`sub`).

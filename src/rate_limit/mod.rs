@@ -131,9 +131,21 @@ impl KeyBy {
         }
     }
 
-    /// Calls `f` with the limiter key of `p`, built in a buffer reused per thread: this runs
-    /// on every request, and an allocation costs more than the rest of the key.
-    fn with_key<R>(&self, name: &str, p: &Principal, f: impl FnOnce(&str) -> R) -> R {
+    /// Calls `f` with the limiter key of `p` under the limit `id` named `name`: the key kept
+    /// by the principal (a cached token's principal serves every request it makes), else one
+    /// built in a buffer reused per thread. A [custom](KeyBy::Custom) key is built per request:
+    /// the function may read more than the principal.
+    fn with_key<R>(&self, id: u64, name: &str, p: &Principal, f: impl FnOnce(&str) -> R) -> R {
+        if !matches!(self, KeyBy::Custom(_)) {
+            let kept = p.limit_key(id, || {
+                let mut key = String::new();
+                self.write_key(name, p, &mut key);
+                key.into_boxed_str()
+            });
+            if let Some(key) = kept {
+                return f(key);
+            }
+        }
         thread_local! {
             static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
@@ -157,9 +169,18 @@ impl KeyBy {
     }
 }
 
+/// A fresh id for a limit's configuration: the tag of the keys principals keep for it.
+fn next_config_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 type QuotaFn = dyn Fn(&Principal) -> Quota + Send + Sync;
 
 struct Config {
+    /// Unique per configuration (a change makes a new one): keys kept by principals are
+    /// tagged with it.
+    id: u64,
     name: Arc<str>,
     store: Arc<dyn RateLimitStore>,
     quota: Quota,
@@ -195,6 +216,7 @@ impl RateLimitLayer {
     pub fn new(quota: Quota) -> Self {
         Self {
             config: Arc::new(Config {
+                id: next_config_id(),
                 name: Arc::from("default"),
                 store: Arc::new(MemoryStore::new()),
                 quota,
@@ -210,6 +232,7 @@ impl RateLimitLayer {
     fn update(mut self, f: impl FnOnce(&mut Config)) -> Self {
         let c = &*self.config;
         let mut next = Config {
+            id: next_config_id(),
             name: c.name.clone(),
             store: c.store.clone(),
             quota: c.quota,
@@ -424,7 +447,7 @@ impl Config {
         let quota = self.quota_by.as_ref().map_or(self.quota, |f| f(p));
         let check = self
             .key_by
-            .with_key(&self.name, p, |key| self.store.check(key, &quota));
+            .with_key(self.id, &self.name, p, |key| self.store.check(key, &quota));
         match check.into_ready() {
             Ok(result) => Limited::Now(self.outcome(p, &quota, result)),
             Err(pending) => Limited::Pending(pending, quota),
@@ -729,5 +752,74 @@ mod tests {
                 format!("\"{name}\";q=100;w=60").as_str()
             );
         }
+    }
+
+    fn principal(claims: serde_json::Value) -> Principal {
+        let claims = claims.as_object().unwrap().clone();
+        Principal::from_claims(claims, crate::TokenFingerprint::of_bytes(b"t")).unwrap()
+    }
+
+    fn key_of(layer: &RateLimitLayer, p: &Principal) -> String {
+        let c = &layer.config;
+        c.key_by.with_key(c.id, &c.name, p, str::to_owned)
+    }
+
+    /// A principal keeps the key of the first limit that asked, and every other limit (another
+    /// name, another `KeyBy`, another layer built from the same one) still gets its own.
+    #[test]
+    fn a_kept_key_serves_only_its_own_limit() {
+        let p = principal(serde_json::json!({
+            "iss": "https://issuer", "sub": "alice", "jti": "t-1", "client_id": "web"
+        }));
+        let quota = Quota::per(Duration::from_secs(60), 1);
+        let a = RateLimitLayer::new(quota).name("a");
+        let expected = "a\0https://issuer\0sub\0alice";
+        assert_eq!(key_of(&a, &p), expected);
+        // Kept, and served again.
+        assert_eq!(p.limit_key(a.config.id, || unreachable!()), Some(expected));
+        assert_eq!(key_of(&a, &p), expected);
+        assert_eq!(key_of(&a.clone(), &p), expected);
+        assert_eq!(
+            key_of(&RateLimitLayer::new(quota).name("b"), &p),
+            "b\0https://issuer\0sub\0alice"
+        );
+        assert_eq!(
+            key_of(&a.clone().key_by(KeyBy::TokenId), &p),
+            "a\0https://issuer\0jti\0t-1"
+        );
+        assert_eq!(
+            key_of(&a.clone().key_by(KeyBy::ClientId), &p),
+            "a\0https://issuer\0cid\0web"
+        );
+        let f: Arc<KeyFn> = Arc::new(|p: &Principal| p.subject().map(str::to_uppercase));
+        assert_eq!(
+            key_of(&a.clone().key_by(KeyBy::Custom(f)), &p),
+            "a\0https://issuer\0fn\0ALICE"
+        );
+        // The first limit's key is still the one kept.
+        assert_eq!(key_of(&a, &p), expected);
+    }
+
+    /// Two limits sharing one store (allowed when their names differ) count separately for a
+    /// principal that keeps the first one's key.
+    #[test]
+    fn limits_sharing_a_store_count_apart() {
+        let p = principal(serde_json::json!({"iss": "https://issuer", "sub": "alice"}));
+        let store = MemoryStore::new();
+        let quota = Quota::per(Duration::from_secs(3600), 1);
+        let a = RateLimitLayer::new(quota)
+            .name("a")
+            .store(store.clone())
+            .limiter();
+        let b = RateLimitLayer::new(quota).name("b").store(store).limiter();
+        let passed = |l: &Limiter| match l.decide(&p) {
+            Limited::Now(Outcome::Pass(_)) => true,
+            Limited::Now(Outcome::Refuse(..)) => false,
+            Limited::Pending(..) => unreachable!("the memory store decides at once"),
+        };
+        assert!(passed(&a));
+        assert!(passed(&b));
+        assert!(!passed(&a));
+        assert!(!passed(&b));
     }
 }

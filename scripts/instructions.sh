@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request for each case of benches/instructions.rs, counted by callgrind
 # (deterministic for one build and input, whatever else the machine does; compare two builds
-# with it). Installs valgrind if it is missing (Debian, root).
+# with it), and the code the measured requests ran: distinct 64-byte lines of instructions
+# (what a request needs in the instruction cache; a server's requests find it cooled by the
+# kernel's network path). Installs valgrind if it is missing (Debian, root).
 #
 # Usage: scripts/instructions.sh [CASE...]   (default: bare floor hit layers one_layer revocation idle miss_hs256 decode_hs256)
 set -euo pipefail
@@ -22,7 +24,11 @@ for case in "${cases[@]}"; do
   n=2000
   case $case in *hs256) n=500 ;; esac
   valgrind --tool=callgrind --collect-atstart=no --toggle-collect='instructions::measured*' \
+    --dump-instr=yes --compress-pos=no \
     --callgrind-out-file="$out/$case.out" "$bin" "$case" "$n" >/dev/null 2>"$out/$case.log"
   total=$(grep -o 'refs: *[0-9,]*' "$out/$case.log" | tr -dc 0-9)
-  printf '%-12s %8d instructions per request\n' "$case" $(( total / n ))
+  # With uncompressed positions every cost line starts with its instruction's address.
+  lines=$(grep -o '^0x[0-9a-f]*' "$out/$case.out" \
+    | python3 -c 'import sys; print(len({int(a, 16) >> 6 for a in sys.stdin.read().split()}))')
+  printf '%-12s %8d instructions per request, %5d code lines (64 B)\n' "$case" $(( total / n )) "$lines"
 done

@@ -54,22 +54,32 @@ const SHARDS: usize = 64;
 /// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds), on cache
 /// lines of its own (two threads deciding for callers in two shards must not contend).
 ///
-/// A known caller is decided under the read lock with a compare-and-swap on its arrival
-/// time, so threads deciding for the same caller never wait for each other (a waiting thread
-/// would sleep in the kernel, which under load costs more than everything else here); the
-/// write lock is only taken to add or evict callers.
-#[derive(Default)]
+/// A known caller is found without a lock (`papaya`: a lookup writes nothing any other
+/// thread reads) and decided with a compare-and-swap on its arrival time, so threads deciding
+/// for the same caller never wait for each other and share only that one cache line. Adding
+/// and evicting callers (the only changes to the map's shape) take the shard's mutex, one
+/// thread at a time, so the bound is exact.
 #[repr(align(128))]
-struct Shard(std::sync::RwLock<ShardMap>);
-type ShardMap = std::collections::HashMap<u64, AtomicU64, PreHashed>;
+struct Shard {
+    map: papaya::HashMap<u64, AtomicU64, PreHashed>,
+    /// Held to add or evict callers.
+    changing: std::sync::Mutex<()>,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self {
+            map: papaya::HashMap::builder()
+                .hasher(PreHashed::default())
+                .build(),
+            changing: std::sync::Mutex::default(),
+        }
+    }
+}
 
 impl Shard {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, ShardMap> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ShardMap> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+    fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -90,9 +100,9 @@ fn spend(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
 
 /// In-process limiter state: a sharded map from caller to GCRA arrival time.
 ///
-/// Each decision takes the read lock of one of 64 shards (no global lock, never held across
-/// an await) for a hash-map lookup and a compare-and-swap: deciding for a known caller never
-/// waits for another thread. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
+/// Each decision is a lock-free lookup in one of 64 shards and a compare-and-swap (nothing
+/// is ever held across an await): deciding for a known caller never waits for another
+/// thread. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
 /// can aim a collision at another caller's state; by chance, two of 100,000 callers share a
 /// slot with odds below 1 in 10⁹), so memory per caller does not depend on the subject's
 /// length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
@@ -195,7 +205,7 @@ impl MemoryStore {
 
     /// Callers currently tracked.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
+        self.shards.iter().map(|s| s.map.len()).sum()
     }
 
     /// Whether no caller is tracked.
@@ -210,39 +220,49 @@ impl MemoryStore {
         // Middle bits pick the shard: the map itself uses the low bits (bucket) and the top
         // seven (tag), which must stay varied within a shard.
         let shard = &self.shards[(digest >> 32) as usize % SHARDS];
-        if let Some(tat) = shard.read().get(&digest) {
-            return spend(tat, quota, now);
-        }
-        let mut map = shard.write();
-        // Another thread may have added the caller meanwhile.
+        let map = shard.map.pin();
         if let Some(tat) = map.get(&digest) {
             return spend(tat, quota, now);
         }
         let (decision, tat) = gcra(quota, 0, now);
-        if matches!(decision, Decision::Allow { .. }) {
-            map.insert(digest, AtomicU64::new(tat));
-            if map.len() > self.per_shard {
-                evict(&mut map, now, self.per_shard);
-            }
+        if !matches!(decision, Decision::Allow { .. }) {
+            return decision;
         }
+        let _changing = shard.changing();
+        // Another thread may have added the caller meanwhile.
+        if let Some(tat) = map.get(&digest) {
+            return spend(tat, quota, now);
+        }
+        if map.len() >= self.per_shard {
+            evict(&map, now, self.per_shard);
+        }
+        map.insert(digest, AtomicU64::new(tat));
         decision
     }
 }
 
-/// Makes room in a full shard: first the callers whose quota is whole again (arrival time
-/// passed: the same as no state), then those closest to it, down to 90% of the bound.
-fn evict(map: &mut ShardMap, now: u64, bound: usize) {
-    map.retain(|_, tat| *tat.get_mut() > now);
-    if map.len() <= bound {
+type ShardRef<'a> = papaya::HashMapRef<'a, u64, AtomicU64, PreHashed, papaya::LocalGuard<'a>>;
+
+/// Makes room in a full shard (its mutex held) for one more caller: first the callers whose
+/// quota is whole again (arrival time passed: the same as no state), then those closest to
+/// it, down to 90% of the bound. A decision racing with the removal of its caller is lost:
+/// that caller starts again with a full quota, as any evicted caller does.
+fn evict(map: &ShardRef<'_>, now: u64, bound: usize) {
+    map.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+    let len = map.len();
+    if len < bound {
         return;
     }
-    let target = bound - bound / 10;
-    let mut tats: Vec<u64> = map.values_mut().map(|t| *t.get_mut()).collect();
-    let cut = map.len() - target;
+    let target = (bound - bound / 10).min(bound - 1);
+    let mut tats: Vec<u64> = map.values().map(|t| t.load(Ordering::Relaxed)).collect();
+    let cut = (len - target).min(tats.len());
+    if cut == 0 {
+        return;
+    }
     let (_, &mut threshold, _) = tats.select_nth_unstable(cut - 1);
     let mut removed = 0;
     map.retain(|_, tat| {
-        if removed < cut && *tat.get_mut() <= threshold {
+        if removed < cut && tat.load(Ordering::Relaxed) <= threshold {
             removed += 1;
             false
         } else {
@@ -270,7 +290,7 @@ mod tests {
     }
 
     /// Threads deciding for one caller at once (the compare-and-swap path) admit exactly the
-    /// burst, and so do threads racing to add the same new callers (the write-lock path).
+    /// burst, and so do threads racing to add the same new callers (the mutex path).
     #[test]
     fn exactly_the_burst_from_four_threads_at_once() {
         let store = MemoryStore::new().clock(ManualClock::at_unix(1_000));
@@ -303,5 +323,48 @@ mod tests {
             }
         });
         assert!(admitted.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+    }
+
+    /// A known caller is decided without the shard's mutex: the decision goes through while
+    /// another thread holds it (as an insertion or an eviction does).
+    #[test]
+    fn a_known_caller_is_decided_while_its_shard_changes() {
+        let store = MemoryStore::new().clock(ManualClock::at_unix(1_000));
+        let quota = Quota::per(Duration::from_secs(60), 100);
+        assert!(allowed(store.decide("sub\0alice", &quota)));
+        let digest = store.seed.hash_one("sub\0alice".as_bytes());
+        let _changing = store.shards[(digest >> 32) as usize % SHARDS].changing();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(other.decide("sub\0alice", &quota));
+        });
+        let decision = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a known caller's decision waited for the shard's mutex");
+        assert!(allowed(decision));
+    }
+
+    /// Threads adding distinct callers at once never take the store past its bound: adding
+    /// and evicting are one thread at a time per shard.
+    #[test]
+    fn concurrent_new_callers_never_exceed_the_bound() {
+        let store = MemoryStore::with_capacity(640).clock(ManualClock::at_unix(1_000));
+        let quota = Quota::per(Duration::from_secs(3600), 10);
+        let most = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (store, most) = (&store, &most);
+                s.spawn(move || {
+                    for i in 0..5_000 {
+                        assert!(allowed(store.decide(&format!("sub\0{t}-{i}"), &quota)));
+                        most.fetch_max(store.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::Relaxed) <= 640, "{most:?}");
+        // Every shard got many more callers than its 10: each keeps 9 or 10 of them.
+        assert!(store.len() >= 64 * 9, "{}", store.len());
     }
 }

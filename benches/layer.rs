@@ -354,6 +354,41 @@ fn limiter_group(c: &mut Criterion) {
     group.finish();
 }
 
+/// The token cache alone: a hit for a reused token from one thread, and from two threads at
+/// once (on one token both hit the same entry; on two tokens, two entries).
+fn cache_group(c: &mut Criterion) {
+    use tower_bearer::extract::{BearerToken, TokenSource};
+    use tower_bearer::validate::Authenticator;
+
+    let mut group = c.benchmark_group("cache");
+    group.measurement_time(Duration::from_secs(3));
+    let issuer = TestIssuer::rs256().with_kid("k");
+    let jwt = jwt(&issuer, true);
+    let tokens = [mint(&issuer, "alice"), mint(&issuer, "bob")];
+    for token in &tokens {
+        let token = BearerToken::new(token.as_str(), TokenSource::Authorization);
+        let Ok(verified) = jwt.authenticate(&token).into_ready() else {
+            panic!("a JWT decides at once");
+        };
+        verified.expect("a valid token");
+    }
+    let hit = |token: &str| {
+        let cached = jwt
+            .authenticate_cached(token.as_bytes())
+            .expect("a cached token");
+        black_box(cached.into_ready().ok());
+    };
+    group.bench_function("hit", |b| b.iter(|| hit(&tokens[0])));
+    for (name, same) in [("distinct_tokens", false), ("same_token", true)] {
+        group.bench_function(format!("hit_2_threads_{name}"), |b| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |t| hit(&tokens[if same { 0 } else { t as usize }]))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn redis_group(c: &mut Criterion) {
     let Some(redis) = support::RedisServer::start() else {
         return;
@@ -380,6 +415,7 @@ criterion_group!(
     router_group,
     decode_group,
     limiter_group,
+    cache_group,
     redis_group
 );
 criterion_main!(benches);

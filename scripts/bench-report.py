@@ -44,6 +44,9 @@ ROWS = [
     ("limiter", "governor_keyed_2_threads_distinct_callers", "governor keyed, 2 threads, distinct callers", None, False),
     ("limiter", "tower_bearer_memory_2_threads_same_caller", "tower-bearer memory, 2 threads, same caller", None, True),
     ("limiter", "governor_keyed_2_threads_same_caller", "governor keyed, 2 threads, same caller", None, False),
+    ("cache", "hit", "tower-bearer token cache hit (lookup alone)", None, True),
+    ("cache", "hit_2_threads_distinct_tokens", "tower-bearer token cache hit, 2 threads, distinct tokens", None, True),
+    ("cache", "hit_2_threads_same_token", "tower-bearer token cache hit, 2 threads, same token", None, True),
     ("redis", "decision_round_trip", "tower-bearer Redis limiter round trip", None, True),
 ]
 

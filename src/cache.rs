@@ -13,10 +13,13 @@
 //! cache, and run on every request.
 //!
 //! Only verified tokens are cached, so attackers cannot fill it with forgeries; it is bounded
-//! in entries (default 10,000, evicted by S3-FIFO through `quick_cache`, which answers a hit
-//! with one read lock on one shard). An expired entry is never served: a lookup that finds
-//! one removes it, and the first insertion a minute or more after the last sweep drops every
-//! expired entry (until then they count against the bound like any other). An entry holds
+//! in entries (default 10,000). A hit takes no lock (a `papaya` map: threads hitting one
+//! token share only its principal's reference count) and marks the entry used; adding tokens
+//! takes a mutex, and when the cache is full a CLOCK sweep (second chance) drops a tenth of
+//! it: expired entries and those not hit since the last sweep first. An expired entry is
+//! never served: a lookup that finds one removes it, and the first insertion a minute or more
+//! after the last sweep drops every expired entry (until then they count against the bound
+//! like any other). An entry holds
 //! the token, its claims, its signed part (from which the fingerprint is computed when first
 //! asked for) and, behind a rate limit, its limiter key (the policy name and at most two
 //! claims, kept once derived), so the cache's memory is at most about the number of entries
@@ -39,7 +42,7 @@
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::clock::Clock;
 use crate::hash::PreHashed;
@@ -68,10 +71,9 @@ impl PartialEq for Slot {
 
 impl Eq for Slot {}
 
-/// A lookup by a borrowed token. The whole token is compared under the shard's read lock, so
-/// a hit copies nothing but the principal's reference: every request of a reused token
-/// shares that entry, and each reference count written is one more cache line that moves
-/// between the cores serving it.
+/// A lookup by a borrowed token. The whole token is compared in place, so a hit copies
+/// nothing but the principal's reference: every request of a reused token shares that entry,
+/// and each line written is one more cache line that moves between the cores serving it.
 struct Probe<'a> {
     hash: u64,
     token: &'a [u8],
@@ -83,7 +85,7 @@ impl Hash for Probe<'_> {
     }
 }
 
-impl quick_cache::Equivalent<Slot> for Probe<'_> {
+impl papaya::Equivalent<Slot> for Probe<'_> {
     fn equivalent(&self, key: &Slot) -> bool {
         // The hash finds the slot; only the whole token proves it is this token. A plain
         // (variable-time) comparison is safe: reaching an entry at all takes its token's
@@ -94,13 +96,15 @@ impl quick_cache::Equivalent<Slot> for Probe<'_> {
 }
 
 /// What the cache holds per token (the token itself is the key).
-#[derive(Clone)]
 struct Entry {
     principal: Principal,
     /// Unix seconds after which the token is expired (`exp` + leeway).
     valid_until: f64,
     /// The id of the key set that verified it.
     key_set: u64,
+    /// Hit since the last eviction sweep (written only when it changes: a hot entry's line
+    /// stays shared between the cores reading it).
+    used: AtomicBool,
 }
 
 /// Counters of the cache.
@@ -118,17 +122,16 @@ pub struct CacheStats {
 /// How often an insertion sweeps out expired entries, in seconds.
 const SWEEP_EVERY: f64 = 60.0;
 
-type Map = quick_cache::sync::Cache<
-    Slot,
-    Entry,
-    quick_cache::UnitWeighter,
-    PreHashed,
-    quick_cache::sync::DefaultLifecycle<Slot, Entry>,
->;
+type Map = papaya::HashMap<Slot, Entry, PreHashed>;
 
 /// The cache; see the [module docs](self).
 pub(crate) struct TokenCache {
     map: Map,
+    /// The most entries kept.
+    capacity: usize,
+    /// Held to add entries and to sweep: one thread at a time changes the map's size, so the
+    /// bound is exact.
+    changing: std::sync::Mutex<()>,
     /// Seeded at random per cache: the slot of a token cannot be predicted from outside.
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
@@ -176,16 +179,14 @@ impl fmt::Debug for TokenCache {
 
 impl TokenCache {
     pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> Self {
-        let items = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         let next_sweep = clock.unix_seconds() + SWEEP_EVERY;
         Self {
-            map: Map::with(
-                items,
-                capacity.max(1),
-                quick_cache::UnitWeighter,
-                PreHashed::default(),
-                quick_cache::sync::DefaultLifecycle::default(),
-            ),
+            map: papaya::HashMap::builder()
+                .hasher(PreHashed::default())
+                .build(),
+            capacity,
+            changing: std::sync::Mutex::default(),
             hasher: foldhash::quality::RandomState::default(),
             clock,
             next_sweep: AtomicU64::new(next_sweep.to_bits()),
@@ -223,15 +224,19 @@ impl TokenCache {
 
     fn lookup(&self, key: u64, token: &[u8], key_set: u64) -> Option<Principal> {
         let probe = Probe { hash: key, token };
-        let entry = self.map.get(&probe)?;
+        let map = self.map.pin();
+        let entry = map.get(&probe)?;
         if entry.key_set != key_set {
             return None;
         }
         if self.clock.unix_seconds() >= entry.valid_until {
-            self.map.remove(&probe);
+            map.remove(&probe);
             return None;
         }
-        Some(entry.principal)
+        if !entry.used.load(Ordering::Relaxed) {
+            entry.used.store(true, Ordering::Relaxed);
+        }
+        Some(entry.principal.clone())
     }
 
     fn count(&self, hit: bool) {
@@ -259,17 +264,55 @@ impl TokenCache {
             principal,
             valid_until,
             key_set,
+            used: AtomicBool::new(false),
         };
-        self.map.insert(slot, entry);
-        self.sweep_if_due();
+        let now = self.clock.unix_seconds();
+        let changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let map = self.map.pin();
+        if self.sweep_due(now) {
+            map.retain(|_, e| now < e.valid_until);
+        }
+        if map.len() >= self.capacity && !map.contains_key(&slot) {
+            self.evict(&map, now);
+        }
+        map.insert(slot, entry);
+        drop(changing);
     }
 
-    /// Drops every expired entry, at most once a minute (one insertion does it).
-    fn sweep_if_due(&self) {
-        let now = self.clock.unix_seconds();
+    /// Makes room (the mutex held) with a CLOCK sweep: drops expired entries and entries not
+    /// hit since the last sweep, and gives those hit a second chance (their mark is cleared),
+    /// until a tenth of the capacity is free; a second pass takes the rest in table order
+    /// when every entry was hit.
+    fn evict(
+        &self,
+        map: &papaya::HashMapRef<'_, Slot, Entry, PreHashed, papaya::LocalGuard<'_>>,
+        now: f64,
+    ) {
+        let target = self.capacity - self.capacity.div_ceil(10);
+        for _ in 0..2 {
+            let mut excess = map.len().saturating_sub(target);
+            if excess == 0 {
+                return;
+            }
+            map.retain(|_, e| {
+                if excess == 0 {
+                    return true;
+                }
+                let keep = now < e.valid_until && e.used.swap(false, Ordering::Relaxed);
+                if !keep {
+                    excess -= 1;
+                }
+                keep
+            });
+        }
+    }
+
+    /// Whether the sweep of every expired entry is due (at most once a minute; one insertion
+    /// does it): if so, the next one is scheduled.
+    fn sweep_due(&self, now: f64) -> bool {
         let due = self.next_sweep.load(Ordering::Relaxed);
-        if now < f64::from_bits(due)
-            || self
+        now >= f64::from_bits(due)
+            && self
                 .next_sweep
                 .compare_exchange(
                     due,
@@ -277,11 +320,7 @@ impl TokenCache {
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 )
-                .is_err()
-        {
-            return;
-        }
-        self.map.retain(|_, e| now < e.valid_until);
+                .is_ok()
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
@@ -366,5 +405,58 @@ mod tests {
             put(&cache, format!("token-{i}").as_bytes(), 5_000.0);
         }
         assert!(cache.stats().entries <= 50, "{:?}", cache.stats());
+    }
+
+    /// A full cache drops the tokens not hit since its last sweep first: a token in use
+    /// outlives a stream of tokens seen once.
+    #[test]
+    fn a_token_in_use_outlives_tokens_seen_once() {
+        let cache = TokenCache::new(20, Arc::new(ManualClock::at_unix(1_000)));
+        put(&cache, b"in-use", 5_000.0);
+        for i in 0..500 {
+            assert!(
+                cache.get_hit(b"in-use", 1).is_some(),
+                "evicted after {i} others"
+            );
+            put(&cache, format!("once-{i}").as_bytes(), 5_000.0);
+            assert!(cache.stats().entries <= 20);
+        }
+    }
+
+    /// A hit takes no lock: it goes through while another thread holds the mutex that adding
+    /// and sweeping take.
+    #[test]
+    fn a_hit_goes_through_while_the_cache_changes() {
+        let cache = Arc::new(TokenCache::new(10, Arc::new(ManualClock::at_unix(1_000))));
+        put(&cache, b"token", 5_000.0);
+        let _changing = cache.changing.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = cache.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(other.get_hit(b"token", 1).is_some());
+        });
+        let hit = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a hit waited for the cache's mutex");
+        assert!(hit);
+    }
+
+    /// Threads adding tokens at once never take the cache past its bound.
+    #[test]
+    fn concurrent_insertions_never_exceed_the_bound() {
+        let cache = TokenCache::new(50, Arc::new(ManualClock::at_unix(1_000)));
+        let most = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (cache, most) = (&cache, &most);
+                s.spawn(move || {
+                    for i in 0..2_000 {
+                        put(cache, format!("token-{t}-{i}").as_bytes(), 5_000.0);
+                        most.fetch_max(cache.stats().entries, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert!(most.load(Ordering::Relaxed) <= 50, "{most:?}");
     }
 }

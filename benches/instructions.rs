@@ -7,7 +7,7 @@
 //! `bare` (the axum router alone, no credential), `floor` (the same router behind a layer that
 //! checks nothing and only adds the extension and the two response fields every admitted
 //! request of the full stack carries, see `common::floor`), `hit` (the bearer layer, reused RS256
-//! token), `layers` (bearer layer, scope guard and memory rate limit as three layers),
+//! token), `hit_realm` (the same with a realm of its own), `layers` (bearer layer, scope guard and memory rate limit as three layers),
 //! `one_layer` (the same checks in the bearer layer), `revocation` and `idle` (a cache hit
 //! through a `Lifecycle` with a memory revocation list, or an idle timeout), `miss_hs256` (a
 //! first-seen HS256 token, cache off), `decode_hs256` (`jsonwebtoken::decode` of that token
@@ -43,10 +43,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    const CASES: [&str; 9] = [
+    const CASES: [&str; 10] = [
         "bare",
         "floor",
         "hit",
+        "hit_realm",
         "layers",
         "one_layer",
         "revocation",
@@ -83,6 +84,9 @@ fn main() {
         "bare" => router(),
         "floor" => common::floor(router()),
         "hit" => router().layer(BearerAuthLayer::new(jwt(&issuer, true))),
+        "hit_realm" => {
+            router().layer(BearerAuthLayer::new(jwt(&issuer, true)).realm("api.example"))
+        }
         "layers" => router().layer(
             ServiceBuilder::new()
                 .layer(BearerAuthLayer::new(jwt(&issuer, true)))

@@ -151,12 +151,16 @@ impl<S: Send + Sync, R: ScopeRequirement> FromRequestParts<S> for RequireScopes<
             Ok(()) => Ok(Self(principal.cloned().expect("checked"), PhantomData)),
             Err(err) => {
                 crate::audit::denied(principal, &err, Duration::ZERO);
-                let renderer = parts
-                    .extensions
-                    .get::<Renderer>()
-                    .cloned()
-                    .unwrap_or_default();
-                Err(renderer.render_http::<Body>(err).map(Body::new))
+                // An extractor answers HTTP requests only: the same as `render_inside`.
+                Err(match parts.extensions.get::<Renderer>() {
+                    Some(renderer) => renderer.render_http::<Body>(err),
+                    None => {
+                        // The bearer layer around renders it again in its own renderer.
+                        let mut res = Renderer::default().render_http::<Body>(err);
+                        Renderer::mark_default(&mut res);
+                        res
+                    }
+                })
             }
         }
     }

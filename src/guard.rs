@@ -41,7 +41,7 @@ impl<F, B> ResponseFuture<F, B> {
     }
 
     /// The guard refused `req`: the rejection in the guard's own renderer, else the bearer
-    /// layer's (from the request extensions), else the default.
+    /// layer's (see [`Renderer::render_inside`]).
     pub(crate) fn rejected<ReqBody>(
         configured: Option<&Renderer>,
         req: &Request<ReqBody>,
@@ -50,13 +50,13 @@ impl<F, B> ResponseFuture<F, B> {
     where
         B: FromRejection,
     {
-        let renderer = configured
-            .or_else(|| req.extensions().get::<Renderer>())
-            .cloned()
-            .unwrap_or_default();
+        let response = match configured {
+            Some(renderer) => renderer.render(req, err),
+            None => Renderer::render_inside(req, err),
+        };
         Self {
             state: State::Rejected {
-                response: Some(renderer.render(req, err)),
+                response: Some(response),
             },
         }
     }

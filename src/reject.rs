@@ -528,6 +528,8 @@ pub struct Renderer {
     body: Option<Arc<BodyFn>>,
     /// The `algs` of `DPoP` challenges, when the layer accepts DPoP (RFC 9449 §7.1).
     dpop_algs: Option<Arc<str>>,
+    /// Renders exactly as the default one does (kept, not compared per request).
+    default: bool,
 }
 
 impl fmt::Debug for Renderer {
@@ -546,6 +548,12 @@ impl Default for Renderer {
     }
 }
 
+/// In a refusal's response extensions: rendered with the default renderer by a layer that
+/// had no other (see [`Renderer::inside`]), for the bearer layer around it to render again
+/// in its own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DefaultRendered;
+
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// `grpc-message` is percent-encoded (gRPC over HTTP/2 spec): everything outside
@@ -555,18 +563,114 @@ const GRPC_MESSAGE_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROL
 impl Renderer {
     /// Whether this renders exactly as [`Renderer::default`] does.
     pub(crate) fn is_default(&self) -> bool {
-        &*self.realm == "api" && self.body.is_none() && self.dpop_algs.is_none()
+        self.default
     }
 
-    /// Makes `self` the renderer of the guards inside the layer, through the request
-    /// extensions. The default one is what they use when there is none, so it is not stored
-    /// (one extension fewer per request), only any outer layer's taken out.
+    /// `self`, with [`is_default`](Self::is_default) brought up to date.
+    fn settled(mut self) -> Self {
+        self.default = &*self.realm == "api" && self.body.is_none() && self.dpop_algs.is_none();
+        self
+    }
+
+    /// Makes `self` the renderer of the guards inside the layer. Through the request
+    /// extensions only when it offers DPoP (the sender guard's error depends on it): any
+    /// other refusal a guard inside renders with the default renderer is marked
+    /// ([`DefaultRendered`]) and rendered again by the layer on its way out
+    /// ([`rerender`](Self::rerender)), which costs nothing per admitted request where an
+    /// extension costs an allocation. An outer layer's renderer is taken out.
     pub(crate) fn install<B>(&self, req: &mut http::Request<B>) {
-        if !self.is_default() {
+        if self.offers_dpop() {
             req.extensions_mut().insert(self.clone());
         } else if req.extensions().get::<Renderer>().is_some() {
             req.extensions_mut().remove::<Renderer>();
         }
+    }
+
+    /// The renderer a layer behind a bearer layer refuses with: its own (`configured`),
+    /// else the bearer layer's from the request extensions, else the default, in which case
+    /// the refusal is marked for the bearer layer to render again (see [`install`]).
+    ///
+    /// [`install`]: Self::install
+    pub(crate) fn inside<'r, ReqBody>(
+        configured: Option<&'r Renderer>,
+        req: &'r Request<ReqBody>,
+    ) -> (Cow<'r, Renderer>, bool) {
+        match configured.or_else(|| req.extensions().get::<Renderer>()) {
+            Some(r) => (Cow::Borrowed(r), false),
+            None => (Cow::Owned(Renderer::default()), true),
+        }
+    }
+
+    /// Renders `err` for a layer or a handler behind a bearer layer, in that layer's renderer:
+    /// the default one, marked so that the bearer layer renders the refusal again in its own
+    /// on the way out (or the layer's own, when it put it in the request extensions: it does
+    /// when it offers DPoP). The crate's guards answer this way; so can yours.
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use bytes::Bytes;
+    /// use tower_bearer::reject::{AuthError, AuthErrorKind, Renderer};
+    ///
+    /// let req = Request::new(());
+    /// let res: Response<Full<Bytes>> =
+    ///     Renderer::render_inside(&req, AuthError::new(AuthErrorKind::InsufficientScope));
+    /// assert_eq!(res.status(), 403);
+    /// ```
+    pub fn render_inside<ReqBody, B: FromRejection>(
+        req: &Request<ReqBody>,
+        err: AuthError,
+    ) -> Response<B> {
+        let (renderer, by_default) = Self::inside(None, req);
+        let mut res = renderer.render(req, err);
+        if by_default {
+            Self::mark_default(&mut res);
+        }
+        res
+    }
+
+    /// Marks `res`, a refusal rendered with the default renderer by a layer that had none
+    /// (see [`inside`](Self::inside)), for the bearer layer around it.
+    pub(crate) fn mark_default<B>(res: &mut Response<B>) {
+        res.extensions_mut().insert(DefaultRendered);
+    }
+
+    /// On the bearer layer's way out: a refusal from inside that was rendered with the default
+    /// renderer ([`DefaultRendered`]) is claimed (so no outer layer renders it again) and,
+    /// when `renderer` is given (the layer's, when not the default), rendered again with it.
+    /// The refusal's other fields (rate-limit fields, anything a layer inside added) stay.
+    #[inline]
+    pub(crate) fn rerender<B: FromRejection>(renderer: Option<&Renderer>, res: &mut Response<B>) {
+        // Every admitted response passes here: most have no extensions at all.
+        if res.extensions().get::<DefaultRendered>().is_some() {
+            Self::rerender_marked(renderer, res);
+        }
+    }
+
+    fn rerender_marked<B: FromRejection>(renderer: Option<&Renderer>, res: &mut Response<B>) {
+        res.extensions_mut().remove::<DefaultRendered>();
+        let (Some(renderer), Some(err)) = (renderer, res.extensions().get::<AuthError>().cloned())
+        else {
+            return;
+        };
+        let grpc = res.headers().contains_key(GRPC_STATUS);
+        let (fresh, body) = if grpc {
+            renderer.render_grpc::<B>(err)
+        } else {
+            renderer.render_http::<B>(err)
+        }
+        .into_parts();
+        let headers = res.headers_mut();
+        // The body changes: its length is the new body's.
+        headers.remove(http::header::CONTENT_LENGTH);
+        for name in fresh.headers.keys() {
+            headers.remove(name);
+        }
+        for (name, value) in &fresh.headers {
+            headers.append(name, value.clone());
+        }
+        *res.status_mut() = fresh.status;
+        *res.body_mut() = body;
     }
 
     /// A renderer whose challenges name `realm`.
@@ -575,14 +679,16 @@ impl Renderer {
             realm: Text::new(&realm.into()),
             body: None,
             dpop_algs: None,
+            default: false,
         }
+        .settled()
     }
 
     /// The same renderer with another realm.
     #[must_use]
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = Text::new(&realm.into());
-        self
+        self.settled()
     }
 
     /// The realm.
@@ -598,7 +704,7 @@ impl Renderer {
         F: Fn(&AuthError) -> RejectionBody + Send + Sync + 'static,
     {
         self.body = Some(Arc::new(f));
-        self
+        self.settled()
     }
 
     /// Names the algorithms of the `algs` parameter of `DPoP` challenges (space-separated);
@@ -606,7 +712,7 @@ impl Renderer {
     #[must_use]
     pub(crate) fn with_dpop_algs(mut self, algs: Option<Arc<str>>) -> Self {
         self.dpop_algs = algs;
-        self
+        self.settled()
     }
 
     /// Whether the layer that set this renderer accepts DPoP proofs.

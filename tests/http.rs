@@ -251,6 +251,94 @@ async fn every_layer_answers_in_the_inner_body_type() {
     assert!(body.starts_with('{'), "{body}");
 }
 
+/// Refusals from inside a bearer layer with its own renderer (a custom realm and body) come
+/// out in that renderer, with the fields the inner layers added (a rate limit's) intact,
+/// whether a guard of the crate or your own code (`Renderer::render_inside`) made them; and
+/// the renderer costs admitted requests no extension (the layer renders again on the way out).
+#[tokio::test]
+async fn refusals_from_inside_answer_in_the_layers_renderer() {
+    use http_body_util::BodyExt;
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+    use tower_bearer::AuthError;
+    use tower_bearer::rate_limit::{Quota, RateLimitLayer};
+    use tower_bearer::reject::{RejectionBody, Renderer};
+
+    let renderer = Renderer::new(REALM).with_body(|err| RejectionBody {
+        content_type: http::HeaderValue::from_static("application/problem+json"),
+        body: Bytes::from(json!({"title": err.description()}).to_string()),
+    });
+    let svc = ServiceBuilder::new()
+        .layer(layer().renderer(renderer))
+        .layer(RateLimitLayer::new(Quota::per(
+            Duration::from_secs(3600),
+            2,
+        )))
+        .service(service_fn(|req: Request<Full<Bytes>>| async move {
+            assert!(
+                req.extensions().get::<Renderer>().is_none(),
+                "no renderer in the extensions of an admitted request"
+            );
+            let res = if req.uri().path() == "/own" {
+                let err = AuthError::new(tower_bearer::AuthErrorKind::InsufficientScope)
+                    .with_description("tenant mismatch");
+                let mut res: http::Response<Full<Bytes>> = Renderer::render_inside(&req, err);
+                res.headers_mut()
+                    .insert("content-length", "999".parse().unwrap());
+                res
+            } else {
+                http::Response::new(Full::new(Bytes::from_static(b"inner")))
+            };
+            Ok::<_, std::convert::Infallible>(res)
+        }));
+    let token = rsa().mint(claims());
+    let request = |path: &str| {
+        let mut req = bearer(&token);
+        *req.uri_mut() = path.parse().unwrap();
+        req
+    };
+    let answer = |req| {
+        let svc = svc.clone();
+        async move {
+            let (parts, body) = svc.oneshot(req).await.unwrap().into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        }
+    };
+    // Your own code's refusal.
+    let (parts, body) = answer(request("/own")).await;
+    assert_eq!(parts.status, StatusCode::FORBIDDEN);
+    assert!(
+        parts.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!(
+                r#"Bearer realm="{REALM}", error="insufficient_scope""#
+            )),
+        "{:?}",
+        parts.headers
+    );
+    assert_eq!(parts.headers["content-type"], "application/problem+json");
+    assert!(
+        parts.headers.get("content-length").is_none(),
+        "the old body's length"
+    );
+    assert_eq!(body, r#"{"title":"tenant mismatch"}"#);
+    assert!(
+        parts.headers.contains_key("ratelimit"),
+        "the limit's fields stay"
+    );
+    assert_eq!(answer(request("/r")).await.1, "inner");
+    // The rate limit's refusal (the quota of 2 is spent).
+    let (parts, body) = answer(request("/r")).await;
+    assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(parts.headers.contains_key("retry-after"));
+    assert_eq!(parts.headers["ratelimit-policy"], r#""default";q=2;w=3600"#);
+    assert_eq!(parts.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["title"],
+        "rate limit exceeded"
+    );
+}
+
 #[tokio::test]
 async fn async_authenticators_work_through_the_layer() {
     use tower_bearer::extract::BearerToken;

@@ -78,6 +78,9 @@ pin_project! {
             // Boxed: only DPoP with server nonces has one, and every request moves this state.
             nonce: Option<Box<HeaderValue>>,
             fields: Option<Fields>,
+            // The layer's renderer when it is not the default, for refusals from inside
+            // rendered in the default one (`Renderer::rerender`).
+            renderer: Option<Renderer>,
         },
         Rejected {
             error: Option<AuthError>,
@@ -219,11 +222,14 @@ where
             Admission::Pass(fields) => {
                 let nonce = verified.apply(&mut req).map(Box::new);
                 shared.renderer.install(&mut req);
+                // No allocation: a custom renderer's realm is interned.
+                let renderer = (!shared.renderer.is_default()).then(|| shared.renderer.clone());
                 Self {
                     state: State::Calling {
                         fut: inner.call(req),
                         nonce,
                         fields,
+                        renderer,
                     },
                 }
             }
@@ -327,8 +333,16 @@ where
                         Self::after(admission, verified, Owned(inner), req, &shared, start);
                     this.state.set(state);
                 }
-                StateProj::Calling { fut, nonce, fields } => {
+                StateProj::Calling {
+                    fut,
+                    nonce,
+                    fields,
+                    renderer,
+                } => {
                     let mut res = ready!(fut.poll(cx))?;
+                    // A refusal from inside, rendered in the default renderer: claimed, and
+                    // rendered again in this layer's.
+                    Renderer::rerender(renderer.as_ref(), &mut res);
                     if let Some(nonce) = nonce.take() {
                         res.headers_mut().insert(crate::reject::DPOP_NONCE, *nonce);
                     }

@@ -2,9 +2,10 @@
 //! [`ResponseFuture`].
 //!
 //! For each request the service extracts the credential ([`Extractor`]), asks the
-//! [`Authenticator`], and either calls the inner service with the [`Principal`] (and the
-//! layer's [`Renderer`], so guards further in answer in the same realm) in the request
-//! extensions, or answers the rejection itself through the [`Renderer`] (RFC 6750 for HTTP,
+//! [`Authenticator`], and either calls the inner service with the [`Principal`] in the
+//! request extensions (refusals rendered further in through [`Renderer::render_inside`], as
+//! the guards do, are rendered again in the layer's [`Renderer`] on the way out, so they
+//! answer in the same realm), or answers the rejection itself through the [`Renderer`] (RFC 6750 for HTTP,
 //! a trailers-only status for gRPC). A rejected request never reaches the inner service.
 //! Rejections are `Ok(response)`: the service's error type stays the inner one. Every decision
 //! is audited (see [`audit`](crate::audit)). A scope policy and a rate limit that apply to

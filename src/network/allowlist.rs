@@ -235,7 +235,7 @@ impl IpAllowlistLayer {
     }
 
     /// Renders rejections with `renderer`; by default the one of the bearer layer in front
-    /// (found in the request extensions).
+    /// (see [`Renderer::render_inside`]).
     pub fn renderer(mut self, renderer: Renderer) -> Self {
         self.renderer = Some(renderer);
         self

@@ -560,6 +560,8 @@ struct Rejection {
     fields: Option<Fields>,
     grpc: bool,
     renderer: Renderer,
+    /// The default renderer, for want of another (see [`Renderer::inside`]).
+    by_default: bool,
 }
 
 impl Rejection {
@@ -569,17 +571,13 @@ impl Rejection {
         error: AuthError,
         fields: Option<Fields>,
     ) -> Self {
-        let renderer = config
-            .renderer
-            .as_ref()
-            .or_else(|| req.extensions().get::<Renderer>())
-            .cloned()
-            .unwrap_or_default();
+        let (renderer, by_default) = Renderer::inside(config.renderer.as_ref(), req);
         Self {
             error,
             fields,
             grpc: Renderer::is_grpc(req),
-            renderer,
+            renderer: renderer.into_owned(),
+            by_default,
         }
     }
 
@@ -589,6 +587,9 @@ impl Rejection {
         } else {
             self.renderer.render_http(self.error)
         };
+        if self.by_default {
+            Renderer::mark_default(&mut res);
+        }
         if let Some(f) = self.fields {
             f.apply(&mut res);
         }

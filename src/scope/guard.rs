@@ -135,7 +135,7 @@ impl ScopeGuardLayer {
     }
 
     /// Renders rejections with `renderer`; by default the one of the bearer layer in front
-    /// (found in the request extensions), so both speak of the same realm.
+    /// (see [`Renderer::render_inside`]), so both speak of the same realm.
     pub fn renderer(mut self, renderer: Renderer) -> Self {
         self.renderer = Some(renderer);
         self

@@ -5,8 +5,9 @@
 //! [`Authenticator`], and either calls the inner service with the [`Principal`] in the
 //! request extensions (refusals rendered further in through [`Renderer::render_inside`], as
 //! the guards do, are rendered again in the layer's [`Renderer`] on the way out, so they
-//! answer in the same realm), or answers the rejection itself through the [`Renderer`] (RFC 6750 for HTTP,
-//! a trailers-only status for gRPC). A rejected request never reaches the inner service.
+//! answer in the same realm), or answers the rejection itself through the [`Renderer`]
+//! (RFC 6750 for HTTP, a trailers-only status for gRPC). A rejected request never reaches the
+//! inner service.
 //! Rejections are `Ok(response)`: the service's error type stays the inner one. Every decision
 //! is audited (see [`audit`](crate::audit)). A scope policy and a rate limit that apply to
 //! every route behind the layer can run in this service too

@@ -44,7 +44,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::time::Duration;
 
 use axum_core::body::Body;
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -78,12 +77,16 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
     }
 }
 
-/// Renders with the default [`Renderer`] (realm `api`).
+/// Renders with the default [`Renderer`] (realm `api`), marked as
+/// [`Renderer::render_inside`] marks its refusals: a handler's refusal behind a bearer layer
+/// leaves it in that layer's renderer (its realm, its body), as the layer's own refusals do.
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        Renderer::default()
+        let mut res = Renderer::default()
             .render_http::<axum_core::body::Body>(self)
-            .map(axum_core::body::Body::new)
+            .map(axum_core::body::Body::new);
+        Renderer::mark_default(&mut res);
+        res
     }
 }
 
@@ -150,7 +153,7 @@ impl<S: Send + Sync, R: ScopeRequirement> FromRequestParts<S> for RequireScopes<
         match crate::scope::check(principal, Some(R::policy())) {
             Ok(()) => Ok(Self(principal.cloned().expect("checked"), PhantomData)),
             Err(err) => {
-                crate::audit::denied(principal, &err, Duration::ZERO);
+                crate::audit::denied(principal, &err, crate::audit::Started::NONE);
                 // An extractor answers HTTP requests only: the same as `render_inside`.
                 Err(match parts.extensions.get::<Renderer>() {
                     Some(renderer) => renderer.render_http::<Body>(err),

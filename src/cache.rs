@@ -16,7 +16,8 @@
 //! in entries (default 10,000). A hit takes no lock (a `papaya` map: threads hitting one
 //! token share only its principal's reference count) and marks the entry used; adding tokens
 //! takes a mutex, and when the cache is full a CLOCK sweep (second chance) drops a tenth of
-//! it: expired entries and those not hit since the last sweep first. An expired entry is
+//! it: expired entries and those not hit since the last sweep first. Each sweep starts at a
+//! random entry and goes round the table, so no entry is favoured by where its slot is. An expired entry is
 //! never served: a lookup that finds one removes it, and the first insertion a minute or more
 //! after the last sweep drops every expired entry (until then they count against the bound
 //! like any other). An entry holds
@@ -130,8 +131,8 @@ pub(crate) struct TokenCache {
     /// The most entries kept.
     capacity: usize,
     /// Held to add entries and to sweep: one thread at a time changes the map's size, so the
-    /// bound is exact.
-    changing: std::sync::Mutex<()>,
+    /// bound is exact. It guards the state of the random start of eviction sweeps.
+    changing: std::sync::Mutex<u64>,
     /// Seeded at random per cache: the slot of a token cannot be predicted from outside.
     hasher: foldhash::quality::RandomState,
     clock: Arc<dyn Clock>,
@@ -186,7 +187,7 @@ impl TokenCache {
                 .hasher(PreHashed::default())
                 .build(),
             capacity,
-            changing: std::sync::Mutex::default(),
+            changing: std::sync::Mutex::new(0),
             hasher: foldhash::quality::RandomState::default(),
             clock,
             next_sweep: AtomicU64::new(next_sweep.to_bits()),
@@ -267,35 +268,43 @@ impl TokenCache {
             used: AtomicBool::new(false),
         };
         let now = self.clock.unix_seconds();
-        let changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hand = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let map = self.map.pin();
         if self.sweep_due(now) {
             map.retain(|_, e| now < e.valid_until);
         }
         if map.len() >= self.capacity && !map.contains_key(&slot) {
-            self.evict(&map, now);
+            self.evict(&map, now, &mut hand);
         }
         map.insert(slot, entry);
-        drop(changing);
+        drop(hand);
     }
 
     /// Makes room (the mutex held) with a CLOCK sweep: drops expired entries and entries not
     /// hit since the last sweep, and gives those hit a second chance (their mark is cleared),
-    /// until a tenth of the capacity is free; a second pass takes the rest in table order
-    /// when every entry was hit.
+    /// until a tenth of the capacity is free. Each sweep starts at a random entry and wraps
+    /// around to it, so every entry's mark is looked at in turn wherever it sits in the table
+    /// (a sweep always starting at the table's start would drop the entries there again and
+    /// again while those at its end live on); if every entry was hit, a last pass takes the
+    /// rest in table order, all marks cleared by then.
     fn evict(
         &self,
         map: &papaya::HashMapRef<'_, Slot, Entry, PreHashed, papaya::LocalGuard<'_>>,
         now: f64,
+        hand: &mut u64,
     ) {
         let target = self.capacity - self.capacity.div_ceil(10);
-        for _ in 0..2 {
+        let start = usize::try_from(next_random(hand) % map.len().max(1) as u64).unwrap_or(0);
+        for (from, until) in [(start, usize::MAX), (0, start), (0, usize::MAX)] {
             let mut excess = map.len().saturating_sub(target);
             if excess == 0 {
                 return;
             }
+            let mut at = 0;
             map.retain(|_, e| {
-                if excess == 0 {
+                let here = at;
+                at += 1;
+                if excess == 0 || here < from || here >= until {
                     return true;
                 }
                 let keep = now < e.valid_until && e.used.swap(false, Ordering::Relaxed);
@@ -330,6 +339,21 @@ impl TokenCache {
             entries: self.map.len() as u64,
         }
     }
+}
+
+/// The next of a xorshift sequence (seeded on first use): where an eviction sweep starts.
+/// Not a secret: only verified tokens are cached, so no caller can aim at a slot.
+fn next_random(state: &mut u64) -> u64 {
+    let mut x = if *state == 0 {
+        0x9E37_79B9_7F4A_7C15
+    } else {
+        *state
+    };
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
 }
 
 #[cfg(test)]
@@ -421,6 +445,27 @@ mod tests {
             put(&cache, format!("once-{i}").as_bytes(), 5_000.0);
             assert!(cache.stats().entries <= 20);
         }
+    }
+
+    /// The eviction sweep goes round the table: a token seen once is dropped in its turn,
+    /// wherever its slot is, instead of living on at the end of the table while the entries
+    /// at its start are dropped again and again.
+    #[test]
+    fn the_sweep_goes_round_the_table() {
+        let cache = TokenCache::new(20, Arc::new(ManualClock::at_unix(1_000)));
+        for i in 0..20 {
+            put(&cache, format!("first-{i}").as_bytes(), 5_000.0);
+        }
+        // About 200 sweeps of two entries each: a given entry escapes all of them with a
+        // chance of about (1 - 2/20)^200, below 1e-9.
+        for i in 0..400 {
+            put(&cache, format!("later-{i}").as_bytes(), 5_000.0);
+        }
+        let left: Vec<String> = (0..20)
+            .map(|i| format!("first-{i}"))
+            .filter(|t| cache.get_hit(t.as_bytes(), 1).is_some())
+            .collect();
+        assert!(left.is_empty(), "never swept: {left:?}");
     }
 
     /// A hit takes no lock: it goes through while another thread holds the mutex that adding

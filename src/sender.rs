@@ -77,7 +77,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
 use serde_json::Value;
@@ -535,7 +534,6 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
         // The renderer is read here (whether the layer offers DPoP decides the error), and
         // looked up again only to render a refusal.
         let offers_dpop = self
@@ -557,7 +555,8 @@ where
             // is cloned (the future never calls the inner service).
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(err) => {
-                audit::denied(principal, &err, start.elapsed());
+                // Decided at once, as a scope guard does: no latency to report.
+                audit::denied(principal, &err, audit::Started::NONE);
                 ResponseFuture::rejected(self.renderer.as_ref(), &req, err)
             }
         }

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_bearer::testing::{TestIssuer, claims};
 use tower_bearer::validate::Jwt;
-use tower_bearer::{BearerAuthLayer, Principal};
+use tower_bearer::{AuthError, AuthErrorKind, BearerAuthLayer, Principal};
 
 fn app(issuer: &TestIssuer) -> Router {
     let jwt = Jwt::builder()
@@ -22,6 +22,16 @@ fn app(issuer: &TestIssuer) -> Router {
         .route(
             "/me",
             get(|p: Principal| async move { p.subject().unwrap_or_default().to_owned() }),
+        )
+        // A handler refusing a verified caller with an `AuthError` of its own.
+        .route(
+            "/tenant",
+            get(|_p: Principal| async {
+                Err::<(), _>(
+                    AuthError::new(AuthErrorKind::InsufficientScope)
+                        .with_description("tenant mismatch"),
+                )
+            }),
         )
         .layer(BearerAuthLayer::new(jwt).realm("axum"));
     Router::new()
@@ -82,6 +92,24 @@ async fn missing_layer_means_401_not_a_pass() {
     let (status, challenge, _) = call(app(&issuer), "/unprotected-me", Some(&token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(challenge.starts_with("Bearer realm="));
+}
+
+#[tokio::test]
+async fn a_handlers_refusal_answers_in_the_layers_realm() {
+    let issuer = TestIssuer::es256();
+    let token = issuer.mint(claims("alice", "", Duration::from_secs(60)).aud("api"));
+    let (status, challenge, body) = call(app(&issuer), "/tenant", Some(&token)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        challenge,
+        r#"Bearer realm="axum", error="insufficient_scope", error_description="tenant mismatch""#
+    );
+    assert!(body.contains("tenant mismatch"), "{body}");
+    // Outside any bearer layer the default renderer's answer stands.
+    let res = axum::response::IntoResponse::into_response(AuthError::new(
+        AuthErrorKind::MissingCredentials,
+    ));
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
 }
 
 #[tokio::test]

@@ -4,9 +4,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::audit::Started;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use quanta::Instant; // TSC-based: a few ns per read; `std`'s costs tens on VMs.
 use tower_service::Service;
 
 use super::layer::{Admission, Shared};
@@ -65,7 +65,7 @@ pin_project! {
             inner: Option<S>,
             req: Option<Request<ReqBody>>,
             shared: Arc<Shared>,
-            start: Instant,
+            start: Started,
         },
         // The layer's own rate limit waits for its store (Redis). Boxed: a rare state must
         // not make the future every request moves bigger.
@@ -148,7 +148,7 @@ struct Limiting<S, ReqBody> {
     inner: S,
     req: Request<ReqBody>,
     shared: Arc<Shared>,
-    start: Instant,
+    start: Started,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -160,7 +160,7 @@ where
         inner: S,
         req: Request<ReqBody>,
         shared: Arc<Shared>,
-        start: Instant,
+        start: Started,
     ) -> Self {
         Self {
             state: State::Authenticating {
@@ -203,7 +203,7 @@ where
         inner: impl Inner<S>,
         req: Request<ReqBody>,
         shared: &Arc<Shared>,
-        start: Instant,
+        start: Started,
     ) -> Self {
         let admission = shared.admit(&verified.principal, start);
         Self::after(admission, verified, inner, req, shared, start)
@@ -216,7 +216,7 @@ where
         inner: impl Inner<S>,
         mut req: Request<ReqBody>,
         shared: &Arc<Shared>,
-        start: Instant,
+        start: Started,
     ) -> Self {
         match admission {
             Admission::Pass(fields) => {
@@ -295,11 +295,11 @@ where
                     };
                     let next = match result {
                         Ok(verified) => {
-                            audit::allowed(&verified.principal, start.elapsed());
+                            audit::allowed(&verified.principal, *start);
                             Self::admitted(verified, Owned(inner), req, shared, *start)
                         }
                         Err(error) => {
-                            audit::rejected(&error, start.elapsed());
+                            audit::rejected(&error, *start);
                             let grpc = Renderer::is_grpc(&req);
                             Self::rejected(error, grpc, shared.clone())
                         }

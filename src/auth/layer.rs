@@ -1,8 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use quanta::Instant;
+use crate::audit::Started;
 use tower_layer::Layer;
 
 use crate::audit;
@@ -49,11 +48,11 @@ pub(crate) enum Admission {
 impl Shared {
     /// The checks this layer runs after authentication: the scope policy, then the rate
     /// limit; each refusal is audited as its own layer would audit it.
-    pub(crate) fn admit(&self, p: &Principal, start: Instant) -> Admission {
+    pub(crate) fn admit(&self, p: &Principal, start: Started) -> Admission {
         if let Some(policy) = &self.scopes
             && let Err(err) = crate::scope::check(Some(p), Some(policy))
         {
-            audit::denied(Some(p), &err, Duration::ZERO);
+            audit::denied(Some(p), &err, Started::NONE);
             return Admission::Refuse(err, None, None);
         }
         match self.limit.as_ref().map(|l| l.decide(p)) {
@@ -64,11 +63,11 @@ impl Shared {
     }
 
     /// The admission once the rate limit decided.
-    pub(crate) fn limited(&self, p: &Principal, outcome: Outcome, start: Instant) -> Admission {
+    pub(crate) fn limited(&self, p: &Principal, outcome: Outcome, start: Started) -> Admission {
         match outcome {
             Outcome::Pass(fields) => Admission::Pass(fields),
             Outcome::Refuse(err, fields) => {
-                audit::denied(Some(p), &err, start.elapsed());
+                audit::denied(Some(p), &err, start);
                 let renderer = self.limit.as_ref().and_then(Limiter::renderer).cloned();
                 Admission::Refuse(err, fields, renderer)
             }

@@ -2,8 +2,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use crate::audit::Started;
 use http::{Request, Response};
-use quanta::Instant; // TSC-based: a few ns per read; `std`'s costs tens on VMs.
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -65,7 +65,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
+        let start = Started::now();
         if let Some(policy) = &self.shared.transport
             && let Err(e) = policy.check(&req)
         {
@@ -122,7 +122,7 @@ where
         );
         match verification.into_ready() {
             Ok(Ok(verified)) => {
-                audit::allowed(&verified.principal, start.elapsed());
+                audit::allowed(&verified.principal, start);
                 // Decided here: the instance `poll_ready` made ready is called here too (and
                 // cloned only if the rate limit must wait for its store).
                 ResponseFuture::admitted(verified, &mut self.inner, req, &self.shared, start)
@@ -144,12 +144,12 @@ impl<S> BearerAuth<S> {
         &self,
         err: AuthError,
         req: &Request<ReqBody>,
-        start: Instant,
+        start: Started,
     ) -> ResponseFuture<S, ReqBody>
     where
         S: tower_service::Service<Request<ReqBody>>,
     {
-        audit::rejected(&err, start.elapsed());
+        audit::rejected(&err, start);
         // How to answer (HTTP or gRPC) is only looked up for a refusal.
         ResponseFuture::rejected(err, Renderer::is_grpc(req), self.shared.clone())
     }

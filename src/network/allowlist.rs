@@ -3,7 +3,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response};
 use serde_json::Value;
@@ -317,13 +316,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let start = Instant::now();
         match self.layer.check(&req) {
             // Decided here: the instance `poll_ready` made ready is called here, so nothing
             // is cloned (the future never calls the inner service).
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err((principal, err)) => {
-                audit::denied(principal.as_ref(), &err, start.elapsed());
+                // Decided at once, as a scope guard does: no latency to report.
+                audit::denied(principal.as_ref(), &err, audit::Started::NONE);
                 ResponseFuture::rejected(self.layer.renderer.as_ref(), &req, err)
             }
         }

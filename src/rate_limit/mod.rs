@@ -46,7 +46,6 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use quanta::Instant; // TSC-based: a few ns per read; `std`'s costs tens on VMs.
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -519,7 +518,7 @@ where
         // moves between cores on every request).
         let Some(principal) = req.extensions().get::<Principal>() else {
             let err = AuthError::new(AuthErrorKind::MissingCredentials);
-            audit::denied(None, &err, Duration::ZERO);
+            audit::denied(None, &err, audit::Started::NONE);
             return ResponseFuture::rejected(Rejection::new(&self.config, &req, err, None));
         };
         let c = &*self.config;
@@ -539,7 +538,7 @@ where
                         req: Some(req),
                         config: self.config.clone(),
                         principal,
-                        start: Instant::now(),
+                        start: audit::Started::now(),
                     },
                 };
             }
@@ -548,7 +547,7 @@ where
             // Decided here: the ready instance is called here, nothing is cloned.
             Outcome::Pass(fields) => ResponseFuture::calling(self.inner.call(req), fields),
             Outcome::Refuse(err, fields) => {
-                ResponseFuture::refused(c, &req, principal, err, fields, Instant::now())
+                ResponseFuture::refused(c, &req, principal, err, fields, audit::Started::now())
             }
         }
     }
@@ -621,7 +620,7 @@ pin_project! {
             req: Option<Request<ReqBody>>,
             config: Arc<Config>,
             principal: Principal,
-            start: Instant,
+            start: audit::Started,
         },
         Calling {
             #[pin]
@@ -659,9 +658,9 @@ where
         principal: &Principal,
         err: AuthError,
         fields: Option<Fields>,
-        start: Instant,
+        start: audit::Started,
     ) -> Self {
-        audit::denied(Some(principal), &err, start.elapsed());
+        audit::denied(Some(principal), &err, start);
         Self::rejected(Rejection::new(config, req, err, fields))
     }
 }

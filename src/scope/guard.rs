@@ -2,7 +2,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::{Request, Response};
 use tower_layer::Layer;
@@ -208,7 +207,7 @@ where
             Ok(()) => ResponseFuture::calling(self.inner.call(req)),
             Err(err) => {
                 // The check is a set lookup: no clock read on the hot path for it.
-                audit::denied(principal, &err, Duration::ZERO);
+                audit::denied(principal, &err, crate::audit::Started::NONE);
                 ResponseFuture::rejected(self.renderer.as_ref(), &req, err)
             }
         }

@@ -6,8 +6,9 @@
 //! --toggle-collect='instructions::measured*'` only the measured requests count. Cases:
 //! `bare` (the axum router alone, no credential), `floor` (the same router behind a layer that
 //! checks nothing and only adds the extension and the two response fields every admitted
-//! request of the full stack carries, see `common::floor`), `hit` (the bearer layer, reused RS256
-//! token), `hit_realm` (the same with a realm of its own), `layers` (bearer layer, scope guard and memory rate limit as three layers),
+//! request of the full stack carries, see `common::floor`), `minimal` (the checks of the full
+//! stack done as plainly as a hand-written layer would, see `common::minimal`), `hit` (the
+//! bearer layer, reused RS256 token), `hit_realm` (the same with a realm of its own), `layers` (bearer layer, scope guard and memory rate limit as three layers),
 //! `one_layer` (the same checks in the bearer layer), `revocation` and `idle` (a cache hit
 //! through a `Lifecycle` with a memory revocation list, or an idle timeout), `miss_hs256` (a
 //! first-seen HS256 token, cache off), `decode_hs256` (`jsonwebtoken::decode` of that token
@@ -43,9 +44,10 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    const CASES: [&str; 10] = [
+    const CASES: [&str; 11] = [
         "bare",
         "floor",
+        "minimal",
         "hit",
         "hit_realm",
         "layers",
@@ -83,6 +85,10 @@ fn main() {
     let app: axum::Router = match case {
         "bare" => router(),
         "floor" => common::floor(router()),
+        "minimal" => {
+            let (key, validation) = common::decoding(&issuer);
+            common::minimal::minimal_checks(router(), key, validation, "items:read")
+        }
         "hit" => router().layer(BearerAuthLayer::new(jwt(&issuer, true))),
         "hit_realm" => {
             router().layer(BearerAuthLayer::new(jwt(&issuer, true)).realm("api.example"))

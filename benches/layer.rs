@@ -170,6 +170,17 @@ fn router_group(c: &mut Criterion) {
         Some(&auth),
         200,
     );
+    // The same checks done as plainly as a hand-written layer would (`common::minimal`): a
+    // reference for what they cost at the least, not a peer.
+    let (key, validation) = common::decoding(&rs);
+    bench_router::<_, axum::body::Body, _>(
+        &mut group,
+        &rt,
+        "minimal_checks_RS256",
+        common::minimal::minimal_checks(axum_router(), key, validation, "items:read"),
+        Some(&auth),
+        200,
+    );
     // The same three checks run by the bearer layer itself: one service instead of three.
     bench_router::<_, axum::body::Body, _>(
         &mut group,

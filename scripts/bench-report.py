@@ -21,6 +21,7 @@ CRITERION = ROOT / "target" / "criterion"
 ROWS = [
     ("router", "bare", "axum 0.8 router, bare", None, None),
     ("router", "floor_outputs_only", "floor: a layer checking nothing, adding only an admitted request's outputs (one extension, two rate-limit fields)", ("router", "bare"), False),
+    ("router", "minimal_checks_RS256", "reference: the same checks done as plainly as a hand-written layer would (common::minimal; no hardening)", ("router", "bare"), False),
     ("router", "tower_bearer_cache_hit_RS256", "tower-bearer, cache hit (RS256)", ("router", "bare"), True),
     ("router", "tower_bearer_full_stack_RS256", "tower-bearer, full stack: auth + scope + rate limit (RS256, reused)", ("router", "bare"), True),
     ("router", "tower_bearer_full_stack_one_layer_RS256", "tower-bearer, the same checks in one layer (require_scopes, rate_limit)", ("router", "bare"), True),
@@ -131,7 +132,7 @@ def main():
         # What the checks themselves cost: the full stacks over the floor of their outputs.
         print("\n| Case | Ratio to the floor |")
         print("|---|---|")
-        for bench in ("tower_bearer_full_stack_RS256", "tower_bearer_full_stack_one_layer_RS256"):
+        for bench in ("minimal_checks_RS256", "tower_bearer_full_stack_RS256", "tower_bearer_full_stack_one_layer_RS256"):
             ns = median_ns("router", bench)
             if ns:
                 label = next(label for g, b, label, _, _ in ROWS if (g, b) == ("router", bench))

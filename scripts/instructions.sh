@@ -5,7 +5,7 @@
 # (what a request needs in the instruction cache; a server's requests find it cooled by the
 # kernel's network path). Installs valgrind if it is missing (Debian, root).
 #
-# Usage: [BENCH_FEATURES=metrics] scripts/instructions.sh [CASE...]   (default: bare floor hit hit_realm layers one_layer revocation idle miss_hs256 decode_hs256)
+# Usage: [BENCH_FEATURES=metrics] scripts/instructions.sh [CASE...]   (default: bare floor minimal hit hit_realm layers one_layer revocation idle miss_hs256 decode_hs256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -16,7 +16,7 @@ if ! command -v valgrind >/dev/null 2>&1; then
   fi
 fi
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(bare floor hit hit_realm layers one_layer revocation idle miss_hs256 decode_hs256)
+[ ${#cases[@]} -gt 0 ] || cases=(bare floor minimal hit hit_realm layers one_layer revocation idle miss_hs256 decode_hs256)
 bin=$(scripts/bench-bin.sh instructions)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

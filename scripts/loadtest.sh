@@ -2,7 +2,8 @@
 # Load test of the reference server on 127.0.0.1 with wrk: the bare route (/health) against
 # the same handler behind the whole stack (/ping) and against /me, with a reused token, in
 # memory and with Redis; and the floor (benches/floor_server.rs): that handler behind a layer
-# adding only the outputs of an admitted request, against its own bare route. Bounded: each
+# adding only the outputs of an admitted request, and behind the plainest implementation of
+# the checks (/minimal), against its own bare route. Bounded: each
 # run lasts DURATION seconds (default 10), 2 threads, 64 connections, loopback only, ROUNDS
 # (default 3) runs per route and store; every process started here is stopped on exit. Each
 # line also gives the server's CPU time (user + system) per request, read from /proc.
@@ -142,7 +143,9 @@ measure() {
 
 # The floor: the same handler behind a layer that checks nothing and only adds the outputs
 # every admitted request of the full stack carries (benches/floor_server.rs), against its own
-# bare route. What it costs no implementation of the checks can save.
+# bare route. What it costs no implementation of the checks can save. Then the same handler
+# behind the plainest implementation of the checks (`common::minimal`: what they cost at the
+# least, none of the crate's hardening). Every request carries the floor server's own token.
 measure_floor() {
   local out; out=$(mktemp)
   "$floor_bin" serve >"$out" 2>/dev/null &
@@ -150,12 +153,16 @@ measure_floor() {
   SERVER_PID=$!
   local addr; addr=$(listening_on "$out")
   [ -n "$addr" ] || { echo "floor server did not start" >&2; exit 1; }
-  local auth="Authorization: Bearer $TOKEN" bare=() floor=()
+  local token; token=$(sed -n 's/^TOKEN=//p' "$out")
+  local auth="Authorization: Bearer $token" bare=() floor=() minimal=()
   for _ in $(seq 1 "$rounds"); do
     bare+=("$(run_wrk -H "$auth" "http://$addr/health")")
     floor+=("$(run_wrk -H "$auth" "http://$addr/floor")")
+    minimal+=("$(run_wrk -H "$auth" "http://$addr/minimal")")
   done
-  report floor /floor "$(median "${bare[@]}")" "$(median "${floor[@]}")"
+  local b; b=$(median "${bare[@]}")
+  report floor /floor "$b" "$(median "${floor[@]}")"
+  report minimal /minimal "$b" "$(median "${minimal[@]}")"
   kill "${pids[-1]}" 2>/dev/null || true
 }
 

@@ -1,11 +1,25 @@
-//! What both benches build the same way: the issuer and audience of their tokens, and the
-//! `Jwt` that verifies them.
+//! What the benches build the same way: the issuer and audience of their tokens, the `Jwt`
+//! that verifies them, the floor of any full stack and the minimal checks (`minimal`).
+
+pub(crate) mod minimal;
 
 use tower_bearer::testing::TestIssuer;
 use tower_bearer::validate::Jwt;
 
 pub(crate) const ISS: &str = "https://issuer.bench";
 pub(crate) const AUD: &str = "bench";
+
+/// `jsonwebtoken`'s key and validation for `issuer`'s tokens (RS256), as `jwt` checks them.
+pub(crate) fn decoding(
+    issuer: &TestIssuer,
+) -> (jsonwebtoken::DecodingKey, jsonwebtoken::Validation) {
+    let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(issuer.jwk()).unwrap())
+        .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[AUD]);
+    validation.set_issuer(&[ISS]);
+    (key, validation)
+}
 
 /// A `Jwt` for `issuer`'s tokens, with the verified-token cache on or off.
 pub(crate) fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {

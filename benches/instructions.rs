@@ -146,12 +146,7 @@ fn main() {
 /// The floor for `miss_hs256`: `jsonwebtoken::decode` alone on the same token, its key and
 /// `Validation` prepared once (as `benches/layer.rs` measures it).
 fn decode_floor(issuer: &TestIssuer, token: &str, n: usize) {
-    // Both crypto backends are compiled in (`--all-features`): pick aws-lc, as the layer does.
-    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let key = jsonwebtoken::DecodingKey::from_secret(issuer.secret().unwrap());
-    let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
-    validation.set_audience(&[AUD]);
-    validation.set_issuer(&[ISS]);
+    let (key, validation) = common::decoding(issuer);
     let decode = |n: usize| {
         for _ in 0..n {
             std::hint::black_box(

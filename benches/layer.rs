@@ -297,16 +297,7 @@ fn decode_group(c: &mut Criterion) {
         let issuer = TestIssuer::new(alg).with_kid("k");
         let token = mint(&issuer, "bench-user");
         // The floor: jsonwebtoken alone, same token, same key, validation prepared once.
-        let key = match alg {
-            Algorithm::HS256 => jsonwebtoken::DecodingKey::from_secret(issuer.secret().unwrap()),
-            _ => {
-                jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(issuer.jwk()).unwrap())
-                    .unwrap()
-            }
-        };
-        let mut validation = jsonwebtoken::Validation::new(alg);
-        validation.set_audience(&[AUD]);
-        validation.set_issuer(&[ISS]);
+        let (key, validation) = common::decoding(&issuer);
         group.bench_function(format!("jsonwebtoken_{}", alg_name(alg)), |b| {
             b.iter(|| black_box(jsonwebtoken::decode::<Value>(&token, &key, &validation).unwrap()))
         });

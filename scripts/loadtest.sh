@@ -154,6 +154,7 @@ measure_floor() {
   local addr; addr=$(listening_on "$out")
   [ -n "$addr" ] || { echo "floor server did not start" >&2; exit 1; }
   local token; token=$(sed -n 's/^TOKEN=//p' "$out")
+  [ -n "$token" ] || { echo "floor server printed no token" >&2; exit 1; }
   local auth="Authorization: Bearer $token" bare=() floor=() minimal=()
   for _ in $(seq 1 "$rounds"); do
     bare+=("$(run_wrk -H "$auth" "http://$addr/health")")

@@ -44,6 +44,16 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Whether a `tracing` subscriber may record an audit event: one takes events at `WARN` or
+/// more verbose, for any target. The global level hint, not this callsite's interest, so
+/// that filters by field or by exact level are never mistaken for "off" (they may read the
+/// clock for nothing). Events that `tracing`'s `log` feature forwards to `log` with no
+/// subscriber set carry `latency_us = 0`.
+fn events_may_be_recorded() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    STATIC_MAX_LEVEL >= LevelFilter::WARN && LevelFilter::current() >= LevelFilter::WARN
+}
+
 /// When a layer started deciding, for the `latency_us` of its audit event and the latency
 /// histogram: the clock is read only when something will report it (feature `metrics`, or a
 /// subscriber taking audit events), and each event reads it again only if it is recorded.
@@ -54,10 +64,7 @@ impl Started {
     /// Now, if a latency will be reported.
     #[inline]
     pub(crate) fn now() -> Self {
-        // Refusals are events at `WARN` or `INFO`: a filter taking any audit event takes `WARN`.
-        let reported = cfg!(feature = "metrics")
-            || tracing::enabled!(target: "tower_bearer::audit", tracing::Level::WARN);
-        Self(reported.then(Instant::now))
+        Self((cfg!(feature = "metrics") || events_may_be_recorded()).then(Instant::now))
     }
 
     /// For decisions whose latency is not reported (`latency_us = 0`).
@@ -141,6 +148,8 @@ fn rejection_event(err: &AuthError, start: Started) {
 
 #[cfg(test)]
 mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
     use super::*;
 
     fn subscriber(filter: &str) -> impl tracing::Subscriber + Send + Sync {
@@ -150,20 +159,35 @@ mod tests {
             .finish()
     }
 
+    /// One test, not several: the level hint is global to the process, raised by every
+    /// subscriber alive.
     #[test]
-    fn the_clock_is_read_only_for_a_latency_someone_reports() {
-        let metrics = cfg!(feature = "metrics");
-        // No subscriber: only the metrics histogram wants the latency.
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            assert_eq!(Started::now().0.is_some(), metrics);
+    fn the_clock_is_read_only_when_a_subscriber_may_record_the_event() {
+        // A subscriber taking nothing (as no subscriber at all: the level hint stays off until
+        // one is set).
+        tracing::subscriber::with_default(subscriber("off"), || {
+            assert!(!events_may_be_recorded());
+            assert_eq!(Started::now().0.is_some(), cfg!(feature = "metrics"));
         });
-        // A subscriber that drops audit events, and one that takes only the warnings.
-        tracing::subscriber::with_default(subscriber("info,tower_bearer::audit=off"), || {
-            assert_eq!(Started::now().0.is_some(), metrics);
-        });
-        tracing::subscriber::with_default(subscriber("off,tower_bearer::audit=warn"), || {
-            assert!(Started::now().0.is_some());
-        });
+        // Audit events at any level, by target or by field.
+        for filter in [
+            "off,tower_bearer::audit=warn",
+            "off,tower_bearer::audit=debug",
+            "off,tower_bearer::audit[{outcome}]=info",
+        ] {
+            tracing::subscriber::with_default(subscriber(filter), || {
+                assert!(events_may_be_recorded(), "{filter}");
+                assert!(Started::now().0.is_some(), "{filter}");
+            });
+        }
+        // A filter taking only `DEBUG` events gives no level hint: it may record them.
+        let debug_only = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish()
+            .with(tracing_subscriber::filter::filter_fn(|m| {
+                *m.level() == tracing::Level::DEBUG
+            }));
+        tracing::subscriber::with_default(debug_only, || assert!(events_may_be_recorded()));
     }
 
     #[test]

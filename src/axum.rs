@@ -157,12 +157,8 @@ impl<S: Send + Sync, R: ScopeRequirement> FromRequestParts<S> for RequireScopes<
                 // An extractor answers HTTP requests only: the same as `render_inside`.
                 Err(match parts.extensions.get::<Renderer>() {
                     Some(renderer) => renderer.render_http::<Body>(err),
-                    None => {
-                        // The bearer layer around renders it again in its own renderer.
-                        let mut res = Renderer::default().render_http::<Body>(err);
-                        Renderer::mark_default(&mut res);
-                        res
-                    }
+                    // Marked: the bearer layer around renders it again in its own renderer.
+                    None => err.into_response(),
                 })
             }
         }

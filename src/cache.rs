@@ -17,7 +17,7 @@
 //! token share only its principal's reference count) and marks the entry used; adding tokens
 //! takes a mutex, and when the cache is full a CLOCK sweep (second chance) drops a tenth of
 //! it: expired entries and those not hit since the last sweep first. Each sweep starts at a
-//! random entry and goes round the table, so no entry is favoured by where its slot is. An expired entry is
+//! random entry and wraps around to it: no entry is favoured by where its slot is. An expired entry is
 //! never served: a lookup that finds one removes it, and the first insertion a minute or more
 //! after the last sweep drops every expired entry (until then they count against the bound
 //! like any other). An entry holds
@@ -182,13 +182,15 @@ impl TokenCache {
     pub(crate) fn new(capacity: u64, clock: Arc<dyn Clock>) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         let next_sweep = clock.unix_seconds() + SWEEP_EVERY;
+        let hasher = foldhash::quality::RandomState::default();
         Self {
             map: papaya::HashMap::builder()
                 .hasher(PreHashed::default())
                 .build(),
             capacity,
-            changing: std::sync::Mutex::new(0),
-            hasher: foldhash::quality::RandomState::default(),
+            // Seeded per cache: table order comes from the cache's random hasher too.
+            changing: std::sync::Mutex::new(hasher.hash_one(capacity)),
+            hasher,
             clock,
             next_sweep: AtomicU64::new(next_sweep.to_bits()),
             hits: StripedCounter::default(),
@@ -282,11 +284,12 @@ impl TokenCache {
 
     /// Makes room (the mutex held) with a CLOCK sweep: drops expired entries and entries not
     /// hit since the last sweep, and gives those hit a second chance (their mark is cleared),
-    /// until a tenth of the capacity is free. Each sweep starts at a random entry and wraps
+    /// until a tenth of the capacity is free. Each turn starts at a random entry and wraps
     /// around to it, so every entry's mark is looked at in turn wherever it sits in the table
     /// (a sweep always starting at the table's start would drop the entries there again and
-    /// again while those at its end live on); if every entry was hit, a last pass takes the
-    /// rest in table order, all marks cleared by then.
+    /// again while those at its end live on). A second turn finds every mark cleared unless
+    /// the entry was hit again meanwhile; a third, reached only when hits keep re-marking
+    /// entries, drops entries whatever their mark, so the bound holds.
     fn evict(
         &self,
         map: &papaya::HashMapRef<'_, Slot, Entry, PreHashed, papaya::LocalGuard<'_>>,
@@ -295,24 +298,32 @@ impl TokenCache {
     ) {
         let target = self.capacity - self.capacity.div_ceil(10);
         let start = usize::try_from(next_random(hand) % map.len().max(1) as u64).unwrap_or(0);
-        for (from, until) in [(start, usize::MAX), (0, start), (0, usize::MAX)] {
-            let mut excess = map.len().saturating_sub(target);
-            if excess == 0 {
-                return;
+        for turn in 0..3 {
+            let second_chance = turn < 2;
+            for (from, until) in [(start, usize::MAX), (0, start)] {
+                let mut excess = map.len().saturating_sub(target);
+                if excess == 0 {
+                    return;
+                }
+                if from >= until {
+                    continue;
+                }
+                let mut at = 0;
+                map.retain(|_, e| {
+                    let here = at;
+                    at += 1;
+                    if excess == 0 || here < from || here >= until {
+                        return true;
+                    }
+                    let keep = second_chance
+                        && now < e.valid_until
+                        && e.used.swap(false, Ordering::Relaxed);
+                    if !keep {
+                        excess -= 1;
+                    }
+                    keep
+                });
             }
-            let mut at = 0;
-            map.retain(|_, e| {
-                let here = at;
-                at += 1;
-                if excess == 0 || here < from || here >= until {
-                    return true;
-                }
-                let keep = now < e.valid_until && e.used.swap(false, Ordering::Relaxed);
-                if !keep {
-                    excess -= 1;
-                }
-                keep
-            });
         }
     }
 
@@ -341,14 +352,11 @@ impl TokenCache {
     }
 }
 
-/// The next of a xorshift sequence (seeded on first use): where an eviction sweep starts.
-/// Not a secret: only verified tokens are cached, so no caller can aim at a slot.
+/// The next of a xorshift sequence: where an eviction sweep starts. Not a secret: only
+/// verified tokens are cached, so no caller can aim at a slot.
 fn next_random(state: &mut u64) -> u64 {
-    let mut x = if *state == 0 {
-        0x9E37_79B9_7F4A_7C15
-    } else {
-        *state
-    };
+    // Zero is xorshift's one fixed point.
+    let mut x = (*state).max(1);
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
@@ -457,7 +465,7 @@ mod tests {
             put(&cache, format!("first-{i}").as_bytes(), 5_000.0);
         }
         // About 200 sweeps of two entries each: a given entry escapes all of them with a
-        // chance of about (1 - 2/20)^200, below 1e-9.
+        // chance of about (1 - 2/20)^200, 7e-10; one of the 20, about 1e-8.
         for i in 0..400 {
             put(&cache, format!("later-{i}").as_bytes(), 5_000.0);
         }
@@ -466,6 +474,23 @@ mod tests {
             .filter(|t| cache.get_hit(t.as_bytes(), 1).is_some())
             .collect();
         assert!(left.is_empty(), "never swept: {left:?}");
+    }
+
+    /// With every entry hit since the last sweep, the sweep clears every mark, then drops a
+    /// tenth of the entries: the bound holds.
+    #[test]
+    fn a_cache_of_entries_all_in_use_still_makes_room() {
+        let cache = TokenCache::new(20, Arc::new(ManualClock::at_unix(1_000)));
+        let tokens: Vec<String> = (0..20).map(|i| format!("in-use-{i}")).collect();
+        for t in &tokens {
+            put(&cache, t.as_bytes(), 5_000.0);
+        }
+        for t in &tokens {
+            assert!(cache.get_hit(t.as_bytes(), 1).is_some());
+        }
+        put(&cache, b"new", 5_000.0);
+        assert_eq!(cache.stats().entries, 19, "18 kept, then the new one");
+        assert!(cache.get_hit(b"new", 1).is_some());
     }
 
     /// A hit takes no lock: it goes through while another thread holds the mutex that adding

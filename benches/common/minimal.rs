@@ -3,16 +3,18 @@
 //! hardening, reporting or options, never a layer to deploy.
 //!
 //! Per request: the `Authorization` header read as `Bearer <token>`; the verified caller found
-//! by the whole token in a map (a first-seen token is verified by `jsonwebtoken::decode` and
-//! added; the map is not bounded); its expiry against the clock; its scope (decided once, when
-//! it was verified); governor's keyed limiter, keyed by the caller's subject; then the outputs
-//! every admitted request carries, as in [`super::floor`]: the caller in the request
-//! extensions and the two rate-limit fields. What it leaves out and the crate does: the
-//! one-credential and size checks, the cache's bound and key-set check, revocation hooks,
+//! in a map by a hash of the token's length and last 64 bytes, then the whole token compared
+//! (as the crate's cache does; a first-seen token is verified by `jsonwebtoken::decode` and
+//! added; the map is not bounded); its expiry against the clock the crate reads; its scopes
+//! searched for the one required; governor's keyed limiter, keyed by the caller's subject;
+//! then the outputs every admitted request carries, as in [`super::floor`]: the caller in the
+//! request extensions and the two rate-limit fields. What it leaves out and the crate does:
+//! the one-credential and size checks, the cache's bound and key-set check, revocation hooks,
 //! audit and metrics, marking credentials sensitive, the renderer's challenge with its realm
 //! and error, and a limiter key that never mixes two callers.
 
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,13 +24,10 @@ use axum::body::Body;
 use governor::Quota;
 use governor::middleware::StateInformationMiddleware;
 use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use jsonwebtoken::{DecodingKey, Validation};
 use tower::{Layer, Service};
 use tower_bearer::clock::{Clock, SystemClock};
-
-const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// A verified caller, as the handler sees it.
 #[derive(Debug)]
@@ -36,7 +35,7 @@ pub(crate) struct Caller {
     /// `sub`.
     pub(crate) subject: String,
     exp: f64,
-    scope_ok: bool,
+    scopes: Vec<Box<str>>,
 }
 
 type Limiter = governor::RateLimiter<
@@ -50,7 +49,9 @@ struct Shared {
     key: DecodingKey,
     validation: Validation,
     scope: &'static str,
-    callers: papaya::HashMap<Box<str>, Arc<Caller>, foldhash::fast::RandomState>,
+    /// By the hash of the token's length and last 64 bytes: the token and its caller.
+    callers: papaya::HashMap<u64, (Box<str>, Arc<Caller>), foldhash::fast::RandomState>,
+    hasher: foldhash::fast::RandomState,
     limiter: Limiter,
 }
 
@@ -70,6 +71,7 @@ pub(crate) fn minimal_checks(
         validation,
         scope,
         callers: papaya::HashMap::default(),
+        hasher: foldhash::fast::RandomState::default(),
         limiter,
     })))
 }
@@ -103,10 +105,14 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(StatusCode::UNAUTHORIZED)?;
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write_usize(token.len());
+        hasher.write(&token.as_bytes()[token.len().saturating_sub(64)..]);
+        let slot = hasher.finish();
         let callers = self.callers.pin();
-        let caller = match callers.get(token) {
-            Some(caller) => caller.clone(),
-            None => {
+        let caller = match callers.get(&slot) {
+            Some((known, caller)) if **known == *token => caller.clone(),
+            _ => {
                 let data =
                     jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
                         .map_err(|_| StatusCode::UNAUTHORIZED)?;
@@ -114,18 +120,21 @@ impl Shared {
                 let caller = Arc::new(Caller {
                     subject: claims["sub"].as_str().unwrap_or_default().to_owned(),
                     exp: claims["exp"].as_f64().unwrap_or_default(),
-                    scope_ok: claims["scope"]
+                    scopes: claims["scope"]
                         .as_str()
-                        .is_some_and(|s| s.split(' ').any(|s| s == self.scope)),
+                        .unwrap_or_default()
+                        .split(' ')
+                        .map(Box::from)
+                        .collect(),
                 });
-                callers.insert(token.into(), caller.clone());
+                callers.insert(slot, (token.into(), caller.clone()));
                 caller
             }
         };
         if caller.exp <= SystemClock.unix_seconds() {
             return Err(StatusCode::UNAUTHORIZED);
         }
-        if !caller.scope_ok {
+        if !caller.scopes.iter().any(|s| **s == *self.scope) {
             return Err(StatusCode::FORBIDDEN);
         }
         let state = self
@@ -180,21 +189,7 @@ where
         match self.project() {
             Proj::Calling { fut, remaining } => {
                 let mut res = std::task::ready!(fut.poll(cx))?;
-                let headers = res.headers_mut();
-                headers.insert(
-                    POLICY,
-                    HeaderValue::from_static("\"default\";q=1000000000;w=1"),
-                );
-                // Formatted as the floor does it.
-                let mut left = itoa::Buffer::new();
-                let left = left.format(*remaining);
-                let mut limit = String::with_capacity(20 + left.len());
-                for part in ["\"default\";r=", left, ";t=1"] {
-                    limit.push_str(part);
-                }
-                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(limit)) {
-                    headers.insert(LIMIT, value);
-                }
+                super::rate_limit_fields(res.headers_mut(), *remaining);
                 Poll::Ready(Ok(res))
             }
             Proj::Refused { status } => {

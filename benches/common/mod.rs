@@ -9,13 +9,19 @@ use tower_bearer::validate::Jwt;
 pub(crate) const ISS: &str = "https://issuer.bench";
 pub(crate) const AUD: &str = "bench";
 
-/// `jsonwebtoken`'s key and validation for `issuer`'s tokens (RS256), as `jwt` checks them.
+/// `jsonwebtoken`'s key and validation for `issuer`'s tokens, as `jwt` checks them, prepared
+/// once. Installs aws-lc as `jsonwebtoken`'s provider, as the crate does, in case both crypto
+/// backends are compiled in.
 pub(crate) fn decoding(
     issuer: &TestIssuer,
 ) -> (jsonwebtoken::DecodingKey, jsonwebtoken::Validation) {
-    let key = jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(issuer.jwk()).unwrap())
-        .unwrap();
-    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let key = match issuer.secret() {
+        Some(secret) => jsonwebtoken::DecodingKey::from_secret(secret),
+        None => jsonwebtoken::DecodingKey::from_jwk(&serde_json::from_value(issuer.jwk()).unwrap())
+            .unwrap(),
+    };
+    let mut validation = jsonwebtoken::Validation::new(issuer.algorithm());
     validation.set_audience(&[AUD]);
     validation.set_issuer(&[ISS]);
     (key, validation)
@@ -38,25 +44,12 @@ pub(crate) fn jwt(issuer: &TestIssuer, cache: bool) -> Jwt {
 /// prebuilt value, and `RateLimit`, formatted per request since it changes per request).
 /// Ratios against it show what the checks themselves cost.
 pub(crate) fn floor(router: axum::Router) -> axum::Router {
-    use http::{HeaderName, HeaderValue, Request, Response};
-    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-    const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    use http::{Request, Response};
     let caller = std::sync::Arc::new(String::from("bench-user"));
     router.layer(
         tower::ServiceBuilder::new()
             .map_response(|mut res: Response<axum::body::Body>| {
-                let headers = res.headers_mut();
-                headers.insert(POLICY, HeaderValue::from_static("\"default\";q=1000;w=1"));
-                // Formatted as cheaply as the limiter does it: no `format!`.
-                let mut remaining = itoa::Buffer::new();
-                let remaining = remaining.format(999_u32);
-                let mut limit = String::with_capacity(20 + remaining.len());
-                for part in ["\"default\";r=", remaining, ";t=1"] {
-                    limit.push_str(part);
-                }
-                if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(limit)) {
-                    headers.insert(LIMIT, value);
-                }
+                rate_limit_fields(res.headers_mut(), 999);
                 res
             })
             .map_request(move |mut req: Request<axum::body::Body>| {
@@ -64,4 +57,22 @@ pub(crate) fn floor(router: axum::Router) -> axum::Router {
                 req
             }),
     )
+}
+
+/// Adds the two rate-limit fields an admitted request's response carries: `RateLimit-Policy`
+/// prebuilt, `RateLimit` formatted as cheaply as the limiter does it (no `format!`).
+pub(crate) fn rate_limit_fields(headers: &mut http::HeaderMap, remaining: u32) {
+    use http::{HeaderName, HeaderValue};
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const LIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    headers.insert(POLICY, HeaderValue::from_static("\"default\";q=1000;w=1"));
+    let mut left = itoa::Buffer::new();
+    let left = left.format(remaining);
+    let mut limit = String::with_capacity(20 + left.len());
+    for part in ["\"default\";r=", left, ";t=1"] {
+        limit.push_str(part);
+    }
+    if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(limit)) {
+        headers.insert(LIMIT, value);
+    }
 }

@@ -547,7 +547,7 @@ where
             // Decided here: the ready instance is called here, nothing is cloned.
             Outcome::Pass(fields) => ResponseFuture::calling(self.inner.call(req), fields),
             Outcome::Refuse(err, fields) => {
-                ResponseFuture::refused(c, &req, principal, err, fields, audit::Started::now())
+                ResponseFuture::refused(c, &req, principal, err, fields, audit::Started::NONE)
             }
         }
     }

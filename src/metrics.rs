@@ -4,7 +4,7 @@
 //! recorder the application installed (Prometheus, StatsD, OpenTelemetry… through their
 //! `metrics` exporters); with no recorder installed, recording costs a thread-local read and
 //! an atomic load (an admitted request through the bearer layer with a rate limit records four
-//! times: about 400 instructions in all, `BENCH_FEATURES=metrics scripts/instructions.sh`).
+//! times: about 300 instructions in all, `BENCH_FEATURES=metrics scripts/instructions.sh`).
 //! Without the feature, nothing is recorded and `metrics` is not a dependency; the names
 //! below stay available either way.
 //!

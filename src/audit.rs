@@ -14,8 +14,8 @@
 //! | `kid` | the key id (verified for allowed requests; as named by the token for refusals, cut to 64 characters) |
 //! | `latency_us` | time spent by the layer deciding (0 for the guards, which decide at once) |
 //!
-//! The clock behind `latency_us` is read only when something will report it: a subscriber
-//! that takes these events, or the latency histogram of [`metrics`].
+//! The clock behind `latency_us` is read only when something may report it: a subscriber
+//! taking any events at `WARN` or more verbose, or the latency histogram of [`metrics`].
 //!
 //! The raw token and its signature are never part of an event: the only form of a token the
 //! crate ever logs is its [`TokenFingerprint`](crate::principal::TokenFingerprint).
@@ -55,13 +55,13 @@ fn events_may_be_recorded() -> bool {
 }
 
 /// When a layer started deciding, for the `latency_us` of its audit event and the latency
-/// histogram: the clock is read only when something will report it (feature `metrics`, or a
-/// subscriber taking audit events), and each event reads it again only if it is recorded.
+/// histogram: the clock is read only when something may report it (feature `metrics`, or
+/// [`events_may_be_recorded`]), and each event reads it again only if it is recorded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Started(Option<Instant>);
 
 impl Started {
-    /// Now, if a latency will be reported.
+    /// Now, if a latency may be reported.
     #[inline]
     pub(crate) fn now() -> Self {
         Self((cfg!(feature = "metrics") || events_may_be_recorded()).then(Instant::now))

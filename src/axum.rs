@@ -79,7 +79,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
 
 /// Renders with the default [`Renderer`] (realm `api`), marked as
 /// [`Renderer::render_inside`] marks its refusals: a handler's refusal behind a bearer layer
-/// leaves it in that layer's renderer (its realm, its body), as the layer's own refusals do.
+/// answers in that layer's renderer (its realm, its body), as the layer's own refusals do.
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let mut res = Renderer::default()

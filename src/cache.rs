@@ -17,10 +17,10 @@
 //! token share only its principal's reference count) and marks the entry used; adding tokens
 //! takes a mutex, and when the cache is full a CLOCK sweep (second chance) drops a tenth of
 //! it: expired entries and those not hit since the last sweep first. Each sweep starts at a
-//! random entry and wraps around to it: no entry is favoured by where its slot is. An expired entry is
-//! never served: a lookup that finds one removes it, and the first insertion a minute or more
-//! after the last sweep drops every expired entry (until then they count against the bound
-//! like any other). An entry holds
+//! random entry and wraps around to it: no entry is favoured by where its slot is. An expired
+//! entry is never served: a lookup that finds one removes it, and the first insertion a
+//! minute or more after the last sweep drops every expired entry (until then they count
+//! against the bound like any other). An entry holds
 //! the token, its claims, its signed part (from which the fingerprint is computed when first
 //! asked for) and, behind a rate limit, its limiter key (the policy name and at most two
 //! claims, kept once derived), so the cache's memory is at most about the number of entries

@@ -4,13 +4,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crate::audit::Started;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::layer::{Admission, Shared};
 use crate::audit;
+use crate::audit::Started;
 use crate::body::FromRejection;
 use crate::rate_limit::{Check, Fields, Quota};
 use crate::reject::{AuthError, Renderer};

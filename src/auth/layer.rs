@@ -1,10 +1,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::audit::Started;
 use tower_layer::Layer;
 
 use crate::audit;
+use crate::audit::Started;
 use crate::extract::Extractor;
 use crate::network::TransportPolicy;
 use crate::principal::Principal;

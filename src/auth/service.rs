@@ -2,7 +2,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::audit::Started;
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -10,6 +9,7 @@ use super::ResponseFuture;
 use super::future::Pending;
 use super::layer::Shared;
 use crate::audit;
+use crate::audit::Started;
 use crate::body::FromRejection;
 use crate::extract::AuthScheme;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};

@@ -100,7 +100,7 @@ impl BearerAuthLayer {
     /// A layer authenticating with `authenticator`, reading `Authorization: Bearer` only, with
     /// the realm `api`.
     pub fn new(authenticator: impl Authenticator) -> Self {
-        Self::from_arc(Arc::new(authenticator))
+        Self::from_arc(crate::validate::shared(authenticator))
     }
 
     /// A layer around an already shared authenticator.

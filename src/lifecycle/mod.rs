@@ -115,7 +115,7 @@ impl Lifecycle {
     pub fn new(auth: impl Authenticator) -> Self {
         Self {
             inner: Arc::new(Inner {
-                auth: Arc::new(auth),
+                auth: crate::validate::shared(auth),
                 revocations: None,
                 idle: None,
                 max_age: None,

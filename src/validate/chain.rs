@@ -65,13 +65,13 @@ impl Chain {
 
     /// The authenticator for JWT-shaped tokens.
     pub fn jwt(mut self, auth: impl Authenticator) -> Self {
-        self.jwt = Some(Arc::new(auth));
+        self.jwt = Some(super::shared(auth));
         self
     }
 
     /// An authenticator for other tokens, tried after those added before it.
     pub fn fallback(mut self, auth: impl Authenticator) -> Self {
-        self.fallbacks.push(Arc::new(auth));
+        self.fallbacks.push(super::shared(auth));
         self
     }
 }

@@ -131,3 +131,39 @@ impl<A: Authenticator + ?Sized> Authenticator for Arc<A> {
         (**self).authenticate_cached(credential)
     }
 }
+
+/// `auth` shared behind a pointer, for the layers and authenticators that hold one: an
+/// `Arc<dyn Authenticator>` given as it is (wrapping it again would put one more indirect
+/// call, through the forwarding impl above, in front of every request).
+pub(crate) fn shared(auth: impl Authenticator) -> Arc<dyn Authenticator> {
+    match (&auth as &dyn std::any::Any).downcast_ref::<Arc<dyn Authenticator>>() {
+        Some(arc) => arc.clone(),
+        None => Arc::new(auth),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reject::AuthErrorKind;
+
+    fn refuse(_: &BearerToken) -> Result<Principal, AuthError> {
+        Err(AuthError::new(AuthErrorKind::InvalidToken))
+    }
+
+    #[test]
+    fn a_shared_authenticator_is_not_wrapped_again() {
+        let arc: Arc<dyn Authenticator> = Arc::new(from_fn(refuse));
+        assert!(Arc::ptr_eq(&shared(arc.clone()), &arc));
+        // Anything else is put behind a pointer of its own, an `Arc` of a concrete type too.
+        let concrete = Arc::new(from_fn(refuse));
+        let wrapped = shared(concrete.clone());
+        assert_eq!(
+            Arc::strong_count(&concrete),
+            2,
+            "held once, by the new pointer"
+        );
+        drop(wrapped);
+        assert_eq!(Arc::strong_count(&concrete), 1);
+    }
+}

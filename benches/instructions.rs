@@ -8,7 +8,8 @@
 //! checks nothing and only adds the extension and the two response fields every admitted
 //! request of the full stack carries, see `common::floor`), `minimal` (the checks of the full
 //! stack done as plainly as a hand-written layer would, see `common::minimal`), `hit` (the
-//! bearer layer, reused RS256 token), `hit_realm` (the same with a realm of its own), `layers` (bearer layer, scope guard and memory rate limit as three layers),
+//! bearer layer, reused RS256 token), `hit_realm` (the same with a realm of its own),
+//! `layers` (bearer layer, scope guard and memory rate limit as three layers),
 //! `one_layer` (the same checks in the bearer layer), `revocation` and `idle` (a cache hit
 //! through a `Lifecycle` with a memory revocation list, or an idle timeout), `miss_hs256` (a
 //! first-seen HS256 token, cache off), `decode_hs256` (`jsonwebtoken::decode` of that token

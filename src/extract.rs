@@ -364,6 +364,17 @@ impl<'r> Located<'r> {
 
 /// Parses one `Authorization` value: the token and its scheme, `None` for another scheme.
 fn parse_authorization(value: &[u8], dpop: bool) -> Option<(&[u8], AuthScheme)> {
+    // The usual form first, `Bearer <token>`: the same result as the general case below.
+    if let Some([scheme @ .., b' ']) = value.get(..7)
+        && scheme.eq_ignore_ascii_case(b"bearer")
+    {
+        return Some((trim_ows(&value[7..]), AuthScheme::Bearer));
+    }
+    parse_any_authorization(value, dpop)
+}
+
+/// [`parse_authorization`] without its shortcut.
+fn parse_any_authorization(value: &[u8], dpop: bool) -> Option<(&[u8], AuthScheme)> {
     let value = trim_ows(value);
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
         Some(i) => (&value[..i], &value[i..]),
@@ -440,6 +451,35 @@ mod tests {
         ] {
             assert_eq!(is_b64token(token), ok, "{token:?}");
         }
+    }
+
+    /// The shortcut for `Bearer <token>` finds what the general parse finds, for every value
+    /// of up to four pieces of scheme names, whitespace and token characters.
+    #[test]
+    fn the_bearer_shortcut_parses_as_the_general_case() {
+        let pieces: [&[u8]; 10] = [
+            b"Bearer", b"bEaReR", b"DPoP", b"Bearer ", b" ", b"\t", b"  ", b"tok", b"Bear", b"er",
+        ];
+        let mut shortcut = 0;
+        for n in 0..=4u32 {
+            for mut i in 0..pieces.len().pow(n) {
+                let mut value = Vec::new();
+                for _ in 0..n {
+                    value.extend_from_slice(pieces[i % pieces.len()]);
+                    i /= pieces.len();
+                }
+                for dpop in [false, true] {
+                    let general = parse_any_authorization(&value, dpop);
+                    assert_eq!(parse_authorization(&value, dpop), general, "{value:?}");
+                    shortcut += usize::from(
+                        value.len() > 6
+                            && value[6] == b' '
+                            && general.is_some_and(|g| g.1 == AuthScheme::Bearer),
+                    );
+                }
+            }
+        }
+        assert!(shortcut > 100, "the shortcut was taken {shortcut} times");
     }
 
     fn req(headers: &[(&str, &str)], uri: &str) -> Request<()> {

@@ -280,7 +280,13 @@ impl ErrorClass {
 
 /// A rejection. Its message is safe to show to a client: it never holds token material.
 #[derive(Clone, PartialEq, Eq)]
-pub struct AuthError {
+pub struct AuthError(
+    // Boxed: the results every admitted request passes along stay a pointer wide.
+    Box<Details>,
+);
+
+#[derive(Clone, PartialEq, Eq)]
+struct Details {
     kind: AuthErrorKind,
     description: Cow<'static, str>,
     scope: Option<Arc<str>>,
@@ -294,7 +300,7 @@ pub struct AuthError {
 impl AuthError {
     /// An error of `kind` with its default description.
     pub fn new(kind: AuthErrorKind) -> Self {
-        Self {
+        Self(Box::new(Details {
             kind,
             description: Cow::Borrowed(kind.default_description()),
             scope: None,
@@ -303,14 +309,14 @@ impl AuthError {
             kid: None,
             dpop: false,
             dpop_nonce: None,
-        }
+        }))
     }
 
     /// Records the fingerprint of the refused token, for the audit log (never sent to the
     /// client).
     #[must_use]
     pub fn with_context(mut self, fingerprint: TokenFingerprint) -> Self {
-        self.fingerprint.get_or_insert(fingerprint);
+        self.0.fingerprint.get_or_insert(fingerprint);
         self
     }
 
@@ -332,7 +338,7 @@ impl AuthError {
                         | '\u{2066}'..='\u{2069}'
                 )
         };
-        self.kid = Some(
+        self.0.kid = Some(
             kid.chars()
                 .map(|c| if unsafe_in_logs(c) { '\u{fffd}' } else { c })
                 .collect(),
@@ -344,36 +350,36 @@ impl AuthError {
     /// challenge is then `WWW-Authenticate: DPoP …` instead of `Bearer …`.
     #[must_use]
     pub fn with_dpop_challenge(mut self) -> Self {
-        self.dpop = true;
+        self.0.dpop = true;
         self
     }
 
     /// Whether the challenge uses the `DPoP` scheme.
     pub fn is_dpop_challenge(&self) -> bool {
-        self.dpop
+        self.0.dpop
     }
 
     /// Attaches a server nonce, sent in the `DPoP-Nonce` response header (RFC 9449 §9).
     /// Nonces are opaque server values, never token material.
     #[must_use]
     pub fn with_dpop_nonce(mut self, nonce: impl Into<Arc<str>>) -> Self {
-        self.dpop_nonce = Some(nonce.into());
+        self.0.dpop_nonce = Some(nonce.into());
         self
     }
 
     /// The server nonce sent with this rejection, if any.
     pub fn dpop_nonce(&self) -> Option<&str> {
-        self.dpop_nonce.as_deref()
+        self.0.dpop_nonce.as_deref()
     }
 
     /// The fingerprint of the refused token, when it was far enough parsed to have one.
     pub fn fingerprint(&self) -> Option<TokenFingerprint> {
-        self.fingerprint
+        self.0.fingerprint
     }
 
     /// The key id the refused token named, if recorded.
     pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
+        self.0.kid.as_deref()
     }
 
     /// Replaces the description. It is sent to the client in `error_description`, so it must
@@ -381,7 +387,7 @@ impl AuthError {
     /// dropped (RFC 6750 §3).
     #[must_use]
     pub fn with_description(mut self, description: impl Into<Cow<'static, str>>) -> Self {
-        self.description = sanitize(description.into());
+        self.0.description = sanitize(description.into());
         self
     }
 
@@ -392,8 +398,8 @@ impl AuthError {
         let clean = sanitize(Cow::Owned(required.to_string()));
         let mut err = Self::new(AuthErrorKind::InsufficientScope);
         if !clean.is_empty() {
-            err.description = Cow::Owned(format!("insufficient scope: requires {clean}"));
-            err.scope = Some(Arc::from(clean.as_ref()));
+            err.0.description = Cow::Owned(format!("insufficient scope: requires {clean}"));
+            err.0.scope = Some(Arc::from(clean.as_ref()));
         }
         err
     }
@@ -401,7 +407,7 @@ impl AuthError {
     /// A 429 telling the client to come back after `retry_after`.
     pub fn rate_limited(retry_after: Duration) -> Self {
         let mut err = Self::new(AuthErrorKind::RateLimited);
-        err.retry_after = Some(retry_after);
+        err.0.retry_after = Some(retry_after);
         err
     }
 
@@ -412,12 +418,12 @@ impl AuthError {
 
     /// What went wrong.
     pub fn kind(&self) -> AuthErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The wire class.
     pub fn class(&self) -> ErrorClass {
-        self.kind.class()
+        self.0.kind.class()
     }
 
     /// The HTTP status.
@@ -427,17 +433,17 @@ impl AuthError {
 
     /// The short, client-safe description.
     pub fn description(&self) -> &str {
-        &self.description
+        &self.0.description
     }
 
     /// The scopes required, for `insufficient_scope`.
     pub fn required_scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.0.scope.as_deref()
     }
 
     /// The retry delay, for rate limits.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 }
 
@@ -450,21 +456,21 @@ impl From<AuthErrorKind> for AuthError {
 impl fmt::Debug for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("AuthError");
-        d.field("kind", &self.kind)
-            .field("description", &self.description);
-        if let Some(scope) = &self.scope {
+        d.field("kind", &self.0.kind)
+            .field("description", &self.0.description);
+        if let Some(scope) = &self.0.scope {
             d.field("scope", scope);
         }
-        if let Some(retry) = &self.retry_after {
+        if let Some(retry) = &self.0.retry_after {
             d.field("retry_after", retry);
         }
-        if let Some(fp) = &self.fingerprint {
+        if let Some(fp) = &self.0.fingerprint {
             d.field("fingerprint", fp);
         }
-        if let Some(kid) = &self.kid {
+        if let Some(kid) = &self.0.kid {
             d.field("kid", kid);
         }
-        if self.dpop {
+        if self.0.dpop {
             d.field("dpop", &true);
         }
         d.finish()
@@ -473,7 +479,7 @@ impl fmt::Debug for AuthError {
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.description)
+        f.write_str(&self.0.description)
     }
 }
 
@@ -723,24 +729,24 @@ impl Renderer {
     /// The `WWW-Authenticate` value for `err`: RFC 6750 §3 (`Bearer …`), or RFC 9449 §7.1
     /// (`DPoP …`, with `algs` when the layer accepts DPoP) for an error of the DPoP scheme.
     pub fn challenge(&self, err: &AuthError) -> String {
-        let scheme = if err.dpop { "DPoP" } else { "Bearer" };
+        let scheme = if err.0.dpop { "DPoP" } else { "Bearer" };
         let mut out = format!("{scheme} realm={}", quote(&self.realm));
         if let Some(code) = err.kind().error_code() {
             out.push_str(", error=\"");
             out.push_str(code);
             out.push('"');
-            if !err.description.is_empty() {
+            if !err.0.description.is_empty() {
                 out.push_str(", error_description=\"");
-                out.push_str(&err.description);
+                out.push_str(&err.0.description);
                 out.push('"');
             }
         }
-        if let Some(scope) = &err.scope {
+        if let Some(scope) = &err.0.scope {
             out.push_str(", scope=\"");
             out.push_str(scope);
             out.push('"');
         }
-        if err.dpop {
+        if err.0.dpop {
             self.push_algs(&mut out);
         }
         out
@@ -811,7 +817,7 @@ impl Renderer {
         {
             headers.insert(WWW_AUTHENTICATE, v);
             if class == ErrorClass::Unauthenticated
-                && !err.dpop
+                && !err.0.dpop
                 && let Some(dpop) = self.bare_dpop_challenge()
                 && let Ok(v) = HeaderValue::try_from(dpop)
             {
@@ -819,7 +825,7 @@ impl Renderer {
             }
         }
         insert_dpop_nonce(headers, &err);
-        if let Some(retry) = err.retry_after {
+        if let Some(retry) = err.0.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(retry)));
         }
         res.extensions_mut().insert(err);
@@ -834,12 +840,12 @@ impl Renderer {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(class.grpc_code())));
         let encoded =
-            percent_encoding::utf8_percent_encode(&err.description, GRPC_MESSAGE_SET).to_string();
+            percent_encoding::utf8_percent_encode(&err.0.description, GRPC_MESSAGE_SET).to_string();
         if let Ok(v) = HeaderValue::try_from(encoded) {
             headers.insert(GRPC_MESSAGE, v);
         }
         insert_dpop_nonce(headers, &err);
-        if let Some(retry) = err.retry_after {
+        if let Some(retry) = err.0.retry_after {
             headers.insert(
                 HeaderName::from_static("retry-after"),
                 HeaderValue::from(retry_after_secs(retry)),
@@ -854,7 +860,7 @@ impl Renderer {
 pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
 fn insert_dpop_nonce(headers: &mut http::HeaderMap, err: &AuthError) {
-    if let Some(nonce) = &err.dpop_nonce
+    if let Some(nonce) = &err.0.dpop_nonce
         && let Ok(v) = HeaderValue::try_from(&**nonce)
     {
         headers.insert(DPOP_NONCE, v);
@@ -877,7 +883,7 @@ fn default_body(err: &AuthError) -> Bytes {
     // `description` is sanitized printable ASCII without `"` or `\`, so it needs no escaping.
     Bytes::from(format!(
         r#"{{"error":"{code}","error_description":"{}"}}"#,
-        err.description
+        err.0.description
     ))
 }
 

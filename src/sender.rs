@@ -228,7 +228,14 @@ impl Precheck {
 /// A verified request: the principal, what it proved, and a `DPoP-Nonce` for the response.
 pub(crate) struct Verified {
     pub(crate) principal: Principal,
-    proof: Option<SenderProof>,
+    /// Only with sender constraints; boxed, so that a plain verification, which every
+    /// admitted request passes along, stays two pointers wide.
+    proved: Option<Box<Proved>>,
+}
+
+/// What a sender-constrained request proved, and the `DPoP-Nonce` for its response.
+struct Proved {
+    proof: SenderProof,
     nonce: Option<HeaderValue>,
 }
 
@@ -254,8 +261,7 @@ impl Verified {
         }
         Ok(Self {
             principal,
-            proof: None,
-            nonce: None,
+            proved: None,
         })
     }
 
@@ -263,10 +269,9 @@ impl Verified {
     /// for the response, if any.
     pub(crate) fn apply<B>(self, req: &mut Request<B>) -> Option<HeaderValue> {
         req.extensions_mut().insert(self.principal);
-        if let Some(proof) = self.proof {
-            req.extensions_mut().insert(proof);
-        }
-        self.nonce
+        let Proved { proof, nonce } = *self.proved?;
+        req.extensions_mut().insert(proof);
+        nonce
     }
 }
 
@@ -430,8 +435,7 @@ impl SenderConstraints {
         let (Some(dpop), Some(vp)) = (&self.dpop, pre.proof) else {
             return Verification::ready(Ok(Verified {
                 principal,
-                proof: Some(proof),
-                nonce: None,
+                proved: Some(Box::new(Proved { proof, nonce: None })),
             }));
         };
         let nonce = if vp.wants_new_nonce() {
@@ -444,8 +448,7 @@ impl SenderConstraints {
             replay_outcome(result)
                 .map(|()| Verified {
                     principal,
-                    proof: Some(proof),
-                    nonce,
+                    proved: Some(Box::new(Proved { proof, nonce })),
                 })
                 .map_err(|e| e.with_context(fingerprint))
         };

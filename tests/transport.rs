@@ -570,6 +570,33 @@ async fn credential_headers_are_marked_sensitive() {
 }
 
 #[tokio::test]
+async fn every_value_of_a_credential_header_is_marked_sensitive() {
+    let issuer = issuer();
+    let name = HeaderName::from_static("x-api-token");
+    let layer = BearerAuthLayer::new(jwt(&issuer))
+        .realm(REALM)
+        .extractor(Extractor::new().cookie("at").header(name.clone()));
+    let r = Request::builder()
+        .uri("/r")
+        .header("x-other", "v")
+        .header(&name, token(&issuer))
+        .header("cookie", "theme=dark")
+        .header("dpop", "proof-1")
+        .header("cookie", "lang=en")
+        .header("dpop", "proof-2")
+        .body(Full::default())
+        .unwrap();
+    let headers = send(&layer, r).await.assert_ok().clone();
+    assert!(headers[&name].is_sensitive());
+    for credential in ["cookie", "dpop"] {
+        let values: Vec<_> = headers.get_all(credential).iter().collect();
+        assert_eq!(values.len(), 2, "{credential}");
+        assert!(values.iter().all(|v| v.is_sensitive()), "{credential}");
+    }
+    assert!(!headers["x-other"].is_sensitive());
+}
+
+#[tokio::test]
 async fn cookie_is_left_alone_when_the_extractor_does_not_read_cookies() {
     let issuer = issuer();
     let layer = BearerAuthLayer::new(jwt(&issuer)).realm(REALM);

@@ -209,30 +209,41 @@ where
         Self::after(admission, verified, inner, req, shared, start)
     }
 
+    /// An admitted request, on its way to the inner service.
     #[inline(always)]
-    fn after(
-        admission: Admission,
+    pub(crate) fn pass(
+        fields: Option<Fields>,
         verified: Verified,
         inner: impl Inner<S>,
         mut req: Request<ReqBody>,
+        shared: &Shared,
+    ) -> Self {
+        // The renderer first: it looks the extensions up, still empty on most requests.
+        shared.renderer.install(&mut req);
+        let nonce = verified.apply(&mut req).map(Box::new);
+        // No allocation: a custom renderer's realm is interned.
+        let renderer = (!shared.renderer.is_default()).then(|| shared.renderer.clone());
+        Self {
+            state: State::Calling {
+                fut: inner.call(req),
+                nonce,
+                fields,
+                renderer,
+            },
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn after(
+        admission: Admission,
+        verified: Verified,
+        inner: impl Inner<S>,
+        req: Request<ReqBody>,
         shared: &Arc<Shared>,
         start: Started,
     ) -> Self {
         match admission {
-            Admission::Pass(fields) => {
-                let nonce = verified.apply(&mut req).map(Box::new);
-                shared.renderer.install(&mut req);
-                // No allocation: a custom renderer's realm is interned.
-                let renderer = (!shared.renderer.is_default()).then(|| shared.renderer.clone());
-                Self {
-                    state: State::Calling {
-                        fut: inner.call(req),
-                        nonce,
-                        fields,
-                        renderer,
-                    },
-                }
-            }
+            Admission::Pass(fields) => Self::pass(fields, verified, inner, req, shared),
             Admission::Refuse(error, fields, renderer) => {
                 let grpc = Renderer::is_grpc(&req);
                 Self::refused(error, grpc, shared.clone(), fields, renderer)

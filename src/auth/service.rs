@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::future::Pending;
-use super::layer::Shared;
+use super::layer::{Admission, Shared};
 use crate::audit;
 use crate::audit::Started;
 use crate::body::FromRejection;
@@ -125,7 +125,19 @@ where
                 audit::allowed(&verified.principal, start);
                 // Decided here: the instance `poll_ready` made ready is called here too (and
                 // cloned only if the rate limit must wait for its store).
-                ResponseFuture::admitted(verified, &mut self.inner, req, &self.shared, start)
+                match self.shared.admit(&verified.principal, start) {
+                    Admission::Pass(fields) => {
+                        ResponseFuture::pass(fields, verified, &mut self.inner, req, &self.shared)
+                    }
+                    admission => ResponseFuture::after(
+                        admission,
+                        verified,
+                        &mut self.inner,
+                        req,
+                        &self.shared,
+                        start,
+                    ),
+                }
             }
             Ok(Err(e)) => self.reject(e, &req, start),
             Err(pending) => {

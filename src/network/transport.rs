@@ -1,6 +1,6 @@
 use std::net::IpAddr;
 
-use http::header::{AUTHORIZATION, COOKIE, Entry};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderName, HeaderValue, Request, Uri};
 
 use super::forwarded::{ClientInfo, Scheme, TrustedProxies, has_forwarding_headers};
@@ -123,21 +123,15 @@ pub(crate) fn protect_credentials<B>(
     let custom = extractor.header_name();
     let cookie = extractor.cookie_name();
     let headers = req.headers_mut();
-    // Runs on every request: no allocation.
-    let cookie_header = cookie.is_some().then_some(&COOKIE);
-    // A request that got this far has at most one `Authorization` value (two are refused).
-    if let Some(value) = headers.get_mut(AUTHORIZATION) {
-        value.set_sensitive(true);
-    }
-    for name in [Some(&DPOP), cookie_header, custom].into_iter().flatten() {
-        // `entry` may grow the map: look first.
-        if !headers.contains_key(name) {
-            continue;
-        }
-        if let Entry::Occupied(mut entry) = headers.entry(name) {
-            for value in entry.iter_mut() {
-                value.set_sensitive(true);
-            }
+    // Runs on every request: one pass over the fields, no hashing and no allocation. (A
+    // request that got this far has at most one `Authorization` value: two are refused.)
+    for (name, value) in headers.iter_mut() {
+        if name == AUTHORIZATION
+            || name == DPOP
+            || (cookie.is_some() && name == COOKIE)
+            || custom.is_some_and(|custom| name == custom)
+        {
+            value.set_sensitive(true);
         }
     }
     if !strip {

@@ -289,7 +289,56 @@ where
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Most requests are in this state from the start: answered without leaving it.
+        if matches!(self.state, State::Calling { .. }) {
+            return self.poll_calling(cx);
+        }
+        self.poll_other(cx)
+    }
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
+{
+    /// The inner service's response, with this layer's fields. The response is completed
+    /// where the inner future wrote it (no copies on its way out).
+    #[inline(always)]
+    fn poll_calling(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, S::Error>> {
+        let StateProj::Calling {
+            fut,
+            nonce,
+            fields,
+            renderer,
+        } = self.project().state.project()
+        else {
+            unreachable!("only called in the Calling state");
+        };
+        let mut out = fut.poll(cx);
+        if let Poll::Ready(Ok(res)) = &mut out {
+            // A refusal from inside, rendered in the default renderer: claimed, and
+            // rendered again in this layer's.
+            Renderer::rerender(renderer.as_ref(), res);
+            if let Some(nonce) = nonce.take() {
+                res.headers_mut().insert(crate::reject::DPOP_NONCE, *nonce);
+            }
+            if let Some(fields) = fields.take() {
+                fields.apply(res);
+            }
+        }
+        out
+    }
+
+    #[inline(never)]
+    fn poll_other(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, S::Error>> {
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
@@ -344,24 +393,7 @@ where
                         Self::after(admission, verified, Owned(inner), req, &shared, start);
                     this.state.set(state);
                 }
-                StateProj::Calling {
-                    fut,
-                    nonce,
-                    fields,
-                    renderer,
-                } => {
-                    let mut res = ready!(fut.poll(cx))?;
-                    // A refusal from inside, rendered in the default renderer: claimed, and
-                    // rendered again in this layer's.
-                    Renderer::rerender(renderer.as_ref(), &mut res);
-                    if let Some(nonce) = nonce.take() {
-                        res.headers_mut().insert(crate::reject::DPOP_NONCE, *nonce);
-                    }
-                    if let Some(fields) = fields.take() {
-                        fields.apply(&mut res);
-                    }
-                    return Poll::Ready(Ok(res));
-                }
+                StateProj::Calling { .. } => return self.poll_calling(cx),
                 StateProj::Rejected {
                     error,
                     grpc,

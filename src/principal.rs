@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::rate_limit::Slot;
 use crate::reject::{AuthError, AuthErrorKind};
 
 /// A short digest identifying a token without revealing it.
@@ -159,6 +160,13 @@ impl ScopeClaim {
     }
 }
 
+/// A rate limit's key for a principal, and the caller's state in a memory store.
+struct LimitKey {
+    tag: u64,
+    key: Box<str>,
+    slot: OnceLock<Arc<Slot>>,
+}
+
 struct Inner {
     subject: Option<Box<str>>,
     client_id: Option<Box<str>>,
@@ -174,8 +182,9 @@ struct Inner {
     /// cached principal serves every request its token makes.
     revocation_keys: OnceLock<[Option<[u8; 16]>; 3]>,
     /// The key of the first rate limit that asked (tagged with that limit's id), derived once:
-    /// no larger than the policy name and the claims it is made of.
-    limit_key: OnceLock<(u64, Box<str>)>,
+    /// no larger than the policy name and the claims it is made of; with the caller's state
+    /// when that limit counts in memory.
+    limit_key: OnceLock<LimitKey>,
     /// What `cnf` says, read once: every request of a cached token asks.
     binding: Binding,
 }
@@ -336,8 +345,22 @@ impl Principal {
     /// The rate-limit key of this principal under the limit `tag`, derived by `derive` on first
     /// use; `None` when the key of another limit is kept (that limit asked first).
     pub(crate) fn limit_key(&self, tag: u64, derive: impl FnOnce() -> Box<str>) -> Option<&str> {
-        let (kept, key) = self.0.limit_key.get_or_init(|| (tag, derive()));
-        (*kept == tag).then_some(&**key)
+        self.limit_slot(tag, derive).map(|(key, _)| key)
+    }
+
+    /// [`limit_key`](Self::limit_key), with the place where a memory store keeps this
+    /// caller's state for it ([`MemoryStore::decide_kept`](crate::rate_limit::MemoryStore)).
+    pub(crate) fn limit_slot(
+        &self,
+        tag: u64,
+        derive: impl FnOnce() -> Box<str>,
+    ) -> Option<(&str, &OnceLock<Arc<Slot>>)> {
+        let kept = self.0.limit_key.get_or_init(|| LimitKey {
+            tag,
+            key: derive(),
+            slot: OnceLock::new(),
+        });
+        (kept.tag == tag).then_some((&*kept.key, &kept.slot))
     }
 
     /// The subject (`sub`).

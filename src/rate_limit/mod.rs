@@ -52,6 +52,7 @@ use tower_service::Service;
 pub use quota::{Decision, Quota};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
+pub(crate) use store::Slot;
 pub use store::{Check, DEFAULT_MAX_KEYS, MemoryStore, RateLimitStore, StoreError};
 
 use crate::audit;
@@ -130,17 +131,20 @@ impl KeyBy {
         }
     }
 
+    /// The key a principal keeps (built once).
+    fn kept_key(&self, name: &str, p: &Principal) -> Box<str> {
+        let mut key = String::new();
+        self.write_key(name, p, &mut key);
+        key.into_boxed_str()
+    }
+
     /// Calls `f` with the limiter key of `p` under the limit `id` named `name`: the key kept
     /// by the principal (a cached token's principal serves every request it makes), else one
     /// built in a buffer reused per thread. A [custom](KeyBy::Custom) key is built per request:
     /// the function may read more than the principal.
     fn with_key<R>(&self, id: u64, name: &str, p: &Principal, f: impl FnOnce(&str) -> R) -> R {
         if !matches!(self, KeyBy::Custom(_)) {
-            let kept = p.limit_key(id, || {
-                let mut key = String::new();
-                self.write_key(name, p, &mut key);
-                key.into_boxed_str()
-            });
+            let kept = p.limit_key(id, || self.kept_key(name, p));
             if let Some(key) = kept {
                 return f(key);
             }
@@ -182,6 +186,8 @@ struct Config {
     id: u64,
     name: Arc<str>,
     store: Arc<dyn RateLimitStore>,
+    /// `store`, when it is a [`MemoryStore`]: a principal then keeps its caller's state.
+    memory: Option<MemoryStore>,
     quota: Quota,
     /// The `RateLimit-Policy` field of `quota`, rendered once.
     policy: HeaderValue,
@@ -213,11 +219,13 @@ impl RateLimitLayer {
     /// Every caller gets `quota`, counted in a [`MemoryStore`], keyed by subject, named
     /// `default`.
     pub fn new(quota: Quota) -> Self {
+        let memory = MemoryStore::new();
         Self {
             config: Arc::new(Config {
                 id: next_config_id(),
                 name: Arc::from("default"),
-                store: Arc::new(MemoryStore::new()),
+                store: Arc::new(memory.clone()),
+                memory: Some(memory),
                 quota,
                 policy: interned_policy_field("default", &quota),
                 quota_by: None,
@@ -234,6 +242,7 @@ impl RateLimitLayer {
             id: next_config_id(),
             name: c.name.clone(),
             store: c.store.clone(),
+            memory: c.memory.clone(),
             quota: c.quota,
             policy: c.policy.clone(),
             quota_by: c.quota_by.clone(),
@@ -250,8 +259,14 @@ impl RateLimitLayer {
     /// Where state is kept (default: a new [`MemoryStore`]). Share one store between layers
     /// only if they have different [`name`](Self::name)s.
     pub fn store(self, store: impl RateLimitStore) -> Self {
+        let memory = (&store as &dyn std::any::Any)
+            .downcast_ref::<MemoryStore>()
+            .cloned();
         let store: Arc<dyn RateLimitStore> = Arc::new(store);
-        self.update(|c| c.store = store)
+        self.update(|c| {
+            c.store = store;
+            c.memory = memory;
+        })
     }
 
     /// The policy name: shown in the `RateLimit*` fields and part of every key, so stacked
@@ -444,6 +459,14 @@ impl Config {
     /// Spends one request of `p`'s quota.
     fn decide(&self, p: &Principal) -> Limited {
         let quota = self.quota_by.as_ref().map_or(self.quota, |f| f(p));
+        // In memory, a principal keeps its caller's state: decided without a lookup.
+        if let Some(memory) = &self.memory
+            && !matches!(self.key_by, KeyBy::Custom(_))
+            && let Some((key, slot)) = p.limit_slot(self.id, || self.key_by.kept_key(&self.name, p))
+        {
+            let decision = memory.decide_kept(key, &quota, slot);
+            return Limited::Now(self.outcome(p, &quota, Ok(decision)));
+        }
         let check = self
             .key_by
             .with_key(self.id, &self.name, p, |key| self.store.check(key, &quota));

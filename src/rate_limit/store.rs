@@ -1,7 +1,7 @@
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::UNIX_EPOCH;
 
 use super::quota::{Decision, Quota, gcra};
@@ -61,7 +61,7 @@ const SHARDS: usize = 64;
 /// thread at a time, so the bound is exact.
 #[repr(align(128))]
 struct Shard {
-    map: papaya::HashMap<u64, AtomicU64, PreHashed>,
+    map: papaya::HashMap<u64, Arc<Slot>, PreHashed>,
     /// Held to add or evict callers.
     changing: std::sync::Mutex<()>,
 }
@@ -80,6 +80,25 @@ impl Default for Shard {
 impl Shard {
     fn changing(&self) -> std::sync::MutexGuard<'_, ()> {
         self.changing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One caller's state. Shared with the principals of its verified callers (see
+/// [`MemoryStore::decide_kept`]), which decide on it directly while it is `live`.
+pub(crate) struct Slot {
+    /// The GCRA arrival time, unix nanoseconds.
+    tat: AtomicU64,
+    /// Cleared when the caller is evicted: a principal keeping the slot then goes through the
+    /// map again.
+    live: AtomicBool,
+}
+
+impl Slot {
+    fn new(tat: u64) -> Arc<Self> {
+        Arc::new(Self {
+            tat: AtomicU64::new(tat),
+            live: AtomicBool::new(true),
+        })
     }
 }
 
@@ -102,7 +121,8 @@ fn spend(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
 ///
 /// Each decision is a lock-free lookup in one of 64 shards and a compare-and-swap (nothing
 /// is ever held across an await): deciding for a known caller never waits for another
-/// thread. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
+/// thread. Behind a rate-limit layer, a cached token's principal keeps its caller's state,
+/// so its later decisions are the compare-and-swap alone. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
 /// can aim a collision at another caller's state; by chance, two of 100,000 callers share a
 /// slot with odds below 1 in 10⁹), so memory per caller does not depend on the subject's
 /// length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
@@ -215,56 +235,94 @@ impl MemoryStore {
 
     /// Spends one request synchronously.
     pub fn decide(&self, key: &str, quota: &Quota) -> Decision {
+        self.decide_slot(key, quota, self.time.unix_nanos()).0
+    }
+
+    /// [`decide`](Self::decide) for a caller that keeps its slot (`kept`, in its principal):
+    /// while the slot is live, the decision is a compare-and-swap on it, with no hash and no
+    /// lookup. A slot whose caller was evicted is never used again (the caller's requests go
+    /// through the map, as a caller's without a kept slot do); a decision racing with the
+    /// eviction is lost, as one racing with it in [`decide`](Self::decide) is.
+    pub(crate) fn decide_kept(
+        &self,
+        key: &str,
+        quota: &Quota,
+        kept: &OnceLock<Arc<Slot>>,
+    ) -> Decision {
         let now = self.time.unix_nanos();
+        if let Some(slot) = kept.get() {
+            if slot.live.load(Ordering::Relaxed) {
+                return spend(&slot.tat, quota, now);
+            }
+            return self.decide_slot(key, quota, now).0;
+        }
+        let (decision, slot) = self.decide_slot(key, quota, now);
+        if let Some(slot) = slot {
+            let _ = kept.set(slot);
+        }
+        decision
+    }
+
+    /// The decision, and the caller's slot when it has one.
+    fn decide_slot(&self, key: &str, quota: &Quota, now: u64) -> (Decision, Option<Arc<Slot>>) {
         let digest = self.seed.hash_one(key.as_bytes());
         // Middle bits pick the shard: the map itself uses the low bits (bucket) and the top
         // seven (tag), which must stay varied within a shard.
         let shard = &self.shards[(digest >> 32) as usize % SHARDS];
         let map = shard.map.pin();
-        if let Some(tat) = map.get(&digest) {
-            return spend(tat, quota, now);
+        if let Some(slot) = map.get(&digest) {
+            return (spend(&slot.tat, quota, now), Some(slot.clone()));
         }
         let (decision, tat) = gcra(quota, 0, now);
         if !matches!(decision, Decision::Allow { .. }) {
-            return decision;
+            return (decision, None);
         }
         let _changing = shard.changing();
         // Another thread may have added the caller meanwhile.
-        if let Some(tat) = map.get(&digest) {
-            return spend(tat, quota, now);
+        if let Some(slot) = map.get(&digest) {
+            return (spend(&slot.tat, quota, now), Some(slot.clone()));
         }
         if map.len() >= self.per_shard {
             evict(&map, now, self.per_shard);
         }
-        map.insert(digest, AtomicU64::new(tat));
-        decision
+        let slot = Slot::new(tat);
+        map.insert(digest, slot.clone());
+        (decision, Some(slot))
     }
 }
 
-type ShardRef<'a> = papaya::HashMapRef<'a, u64, AtomicU64, PreHashed, papaya::LocalGuard<'a>>;
+type ShardRef<'a> = papaya::HashMapRef<'a, u64, Arc<Slot>, PreHashed, papaya::LocalGuard<'a>>;
 
 /// Makes room in a full shard (its mutex held) for one more caller: first the callers whose
 /// quota is whole again (arrival time passed: the same as no state), then those closest to
 /// it, down to 90% of the bound. A decision racing with the removal of its caller is lost:
 /// that caller starts again with a full quota, as any evicted caller does.
 fn evict(map: &ShardRef<'_>, now: u64, bound: usize) {
-    map.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+    // Every slot removed is marked dead first, for the principals that keep it.
+    let remove = |slot: &Slot| {
+        slot.live.store(false, Ordering::Relaxed);
+        false
+    };
+    map.retain(|_, slot| slot.tat.load(Ordering::Relaxed) > now || remove(slot));
     let len = map.len();
     if len < bound {
         return;
     }
     let target = (bound - bound / 10).min(bound - 1);
-    let mut tats: Vec<u64> = map.values().map(|t| t.load(Ordering::Relaxed)).collect();
+    let mut tats: Vec<u64> = map
+        .values()
+        .map(|slot| slot.tat.load(Ordering::Relaxed))
+        .collect();
     let cut = (len - target).min(tats.len());
     if cut == 0 {
         return;
     }
     let (_, &mut threshold, _) = tats.select_nth_unstable(cut - 1);
     let mut removed = 0;
-    map.retain(|_, tat| {
-        if removed < cut && tat.load(Ordering::Relaxed) <= threshold {
+    map.retain(|_, slot| {
+        if removed < cut && slot.tat.load(Ordering::Relaxed) <= threshold {
             removed += 1;
-            false
+            remove(slot)
         } else {
             true
         }
@@ -287,6 +345,60 @@ mod tests {
 
     fn allowed(d: Decision) -> bool {
         matches!(d, Decision::Allow { .. })
+    }
+
+    /// A slot kept by a principal is the caller's state in the map: decisions through either
+    /// share one quota.
+    #[test]
+    fn a_kept_slot_and_the_map_share_the_callers_quota() {
+        let store = MemoryStore::new().clock(ManualClock::at_unix(1_000));
+        let quota = Quota::per(Duration::from_secs(60), 4);
+        let (kept, other) = (OnceLock::new(), OnceLock::new());
+        let decisions = [
+            store.decide_kept("alice", &quota, &kept),
+            store.decide("alice", &quota),
+            store.decide_kept("alice", &quota, &kept),
+            store.decide_kept("alice", &quota, &other),
+            store.decide_kept("alice", &quota, &kept),
+            store.decide("alice", &quota),
+        ];
+        let admitted: Vec<bool> = decisions.into_iter().map(allowed).collect();
+        assert_eq!(admitted, [true, true, true, true, false, false]);
+        assert!(Arc::ptr_eq(kept.get().unwrap(), other.get().unwrap()));
+        assert_eq!(store.len(), 1);
+    }
+
+    /// An evicted caller's kept slot is dead: its principal's decisions go through the map,
+    /// where the caller starts again (as every evicted caller does) and shares its new state
+    /// with every other principal of the caller.
+    #[test]
+    fn an_evicted_callers_kept_slot_is_never_used_again() {
+        // One caller per shard: adding a caller to a shard evicts the one there.
+        let store = MemoryStore::with_capacity(SHARDS).clock(ManualClock::at_unix(1_000));
+        let quota = Quota::per(Duration::from_secs(60), 2);
+        let kept = OnceLock::new();
+        assert!(allowed(store.decide_kept("alice", &quota, &kept)));
+        assert!(allowed(store.decide_kept("alice", &quota, &kept)));
+        assert!(!allowed(store.decide_kept("alice", &quota, &kept)));
+        let slot = kept.get().unwrap().clone();
+        for i in 0..2_000 {
+            if !slot.live.load(Ordering::Relaxed) {
+                break;
+            }
+            assert!(allowed(store.decide(&format!("caller-{i}"), &quota)));
+        }
+        assert!(!slot.live.load(Ordering::Relaxed), "alice was evicted");
+        // Started again: one quota, shared by the principal with the dead slot and a new one.
+        let fresh = OnceLock::new();
+        assert!(allowed(store.decide_kept("alice", &quota, &kept)));
+        assert!(allowed(store.decide_kept("alice", &quota, &fresh)));
+        assert!(!allowed(store.decide_kept("alice", &quota, &kept)));
+        assert!(!allowed(store.decide("alice", &quota)));
+        assert!(
+            Arc::ptr_eq(kept.get().unwrap(), &slot),
+            "the dead slot stays kept"
+        );
+        assert!(fresh.get().unwrap().live.load(Ordering::Relaxed));
     }
 
     /// Threads deciding for one caller at once (the compare-and-swap path) admit exactly the

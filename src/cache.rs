@@ -138,21 +138,21 @@ pub(crate) struct TokenCache {
     clock: Arc<dyn Clock>,
     /// Unix seconds of the next sweep of expired entries (an `f64`'s bits).
     next_sweep: AtomicU64,
-    hits: StripedCounter,
-    misses: StripedCounter,
+    hits: ThreadCounter,
+    misses: ThreadCounter,
 }
 
 /// A counter each thread adds to in a slot of its own, on a cache line of its own: no
 /// shared atomic to move between cores on every hit, and no atomic read-modify-write either
 /// (only the slot's thread writes it; a sum reads every slot).
 #[derive(Default)]
-struct StripedCounter(thread_local::ThreadLocal<PaddedCounter>);
+struct ThreadCounter(thread_local::ThreadLocal<PaddedCounter>);
 
 #[derive(Default)]
 #[repr(align(128))]
 struct PaddedCounter(AtomicU64);
 
-impl StripedCounter {
+impl ThreadCounter {
     fn add_one(&self) {
         let slot = &self.0.get_or_default().0;
         slot.store(slot.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -186,8 +186,8 @@ impl TokenCache {
             hasher,
             clock,
             next_sweep: AtomicU64::new(next_sweep.to_bits()),
-            hits: StripedCounter::default(),
-            misses: StripedCounter::default(),
+            hits: ThreadCounter::default(),
+            misses: ThreadCounter::default(),
         }
     }
 

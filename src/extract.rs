@@ -471,15 +471,19 @@ mod tests {
                 for dpop in [false, true] {
                     let general = parse_any_authorization(&value, dpop);
                     assert_eq!(parse_authorization(&value, dpop), general, "{value:?}");
-                    shortcut += usize::from(
-                        value.len() > 6
-                            && value[6] == b' '
-                            && general.is_some_and(|g| g.1 == AuthScheme::Bearer),
-                    );
                 }
+                // The values the shortcut answers: `bearer` in any case, then a space.
+                shortcut += usize::from(
+                    value.len() > 6
+                        && value[6] == b' '
+                        && value[..6].eq_ignore_ascii_case(b"bearer"),
+                );
             }
         }
-        assert!(shortcut > 100, "the shortcut was taken {shortcut} times");
+        assert!(
+            shortcut > 100,
+            "only {shortcut} values of the shortcut's form"
+        );
     }
 
     fn req(headers: &[(&str, &str)], uri: &str) -> Request<()> {

@@ -569,6 +569,8 @@ async fn credential_headers_are_marked_sensitive() {
     assert!(!headers["x-other"].is_sensitive());
 }
 
+/// Every value of every credential header, however the fields are ordered (a guard for the
+/// single pass over the fields that marks them).
 #[tokio::test]
 async fn every_value_of_a_credential_header_is_marked_sensitive() {
     let issuer = issuer();

@@ -123,8 +123,8 @@ pub(crate) fn protect_credentials<B>(
     let custom = extractor.header_name();
     let cookie = extractor.cookie_name();
     let headers = req.headers_mut();
-    // Runs on every request: one pass over the fields, no hashing and no allocation. (A
-    // request that got this far has at most one `Authorization` value: two are refused.)
+    // Runs on every request: one pass over the fields (every value of each credential
+    // header), no hashing and no allocation.
     for (name, value) in headers.iter_mut() {
         if name == AUTHORIZATION
             || name == DPOP

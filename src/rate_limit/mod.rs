@@ -259,9 +259,13 @@ impl RateLimitLayer {
     /// Where state is kept (default: a new [`MemoryStore`]). Share one store between layers
     /// only if they have different [`name`](Self::name)s.
     pub fn store(self, store: impl RateLimitStore) -> Self {
-        let memory = (&store as &dyn std::any::Any)
-            .downcast_ref::<MemoryStore>()
-            .cloned();
+        // A memory store (or an `Arc` of one) lets a cached token's principal keep its
+        // caller's state: a clone is the same store.
+        let any = &store as &dyn std::any::Any;
+        let memory = any.downcast_ref::<MemoryStore>().cloned().or_else(|| {
+            any.downcast_ref::<Arc<MemoryStore>>()
+                .map(|m| MemoryStore::clone(m))
+        });
         let store: Arc<dyn RateLimitStore> = Arc::new(store);
         self.update(|c| {
             c.store = store;
@@ -821,6 +825,63 @@ mod tests {
         );
         // The first limit's key is still the one kept.
         assert_eq!(key_of(&a, &p), expected);
+    }
+
+    /// A store that is not a memory store decides every request, even for a principal that
+    /// keeps its caller's state for another limit or store; a memory store given to `store`
+    /// (bare or in an `Arc`) is the one that counts, with or without a kept state.
+    #[test]
+    fn the_configured_store_decides() {
+        struct Down;
+        impl RateLimitStore for Down {
+            fn check(&self, _: &str, _: &Quota) -> Check {
+                Check::ready(Err(StoreError::new("down")))
+            }
+        }
+        let quota = Quota::per(Duration::from_secs(3600), 2);
+        let refused = |l: &Limiter, p: &Principal| match l.decide(p) {
+            Limited::Now(Outcome::Pass(_)) => false,
+            Limited::Now(Outcome::Refuse(e, _)) => {
+                assert_eq!(e.kind(), AuthErrorKind::Unavailable);
+                true
+            }
+            Limited::Pending(..) => unreachable!("both stores decide at once"),
+        };
+        // The default memory store first, then the failing one in its place, for a principal
+        // that has kept nothing yet.
+        let memory = RateLimitLayer::new(quota);
+        let alice = principal(serde_json::json!({"iss": "https://issuer", "sub": "alice"}));
+        assert!(!refused(&memory.clone().limiter(), &alice));
+        let down = memory.store(Down).limiter();
+        let carol = principal(serde_json::json!({"iss": "https://issuer", "sub": "carol"}));
+        for _ in 0..3 {
+            assert!(
+                refused(&down, &carol),
+                "the failing store answers every request"
+            );
+            assert!(refused(&down, &alice));
+        }
+        for shared in [true, false] {
+            let p = principal(serde_json::json!({"iss": "https://issuer", "sub": "bob"}));
+            let store = MemoryStore::new();
+            let layer = RateLimitLayer::new(quota);
+            let layer = if shared {
+                layer.store(Arc::new(store.clone()))
+            } else {
+                layer.store(store.clone())
+            };
+            assert!(matches!(
+                layer.limiter().decide(&p),
+                Limited::Now(Outcome::Pass(_))
+            ));
+            assert_eq!(store.len(), 1, "counted in the given store");
+            let key = layer.config.key_by.kept_key(&layer.config.name, &p);
+            assert!(matches!(store.decide(&key, &quota), Decision::Allow { .. }));
+            assert!(matches!(
+                layer.limiter().decide(&p),
+                Limited::Now(Outcome::Refuse(..))
+            ));
+        }
     }
 
     /// Two limits sharing one store (allowed when their names differ) count separately for a

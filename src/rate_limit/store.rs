@@ -51,8 +51,9 @@ pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 const SHARDS: usize = 64;
 
-/// One shard: caller digest → GCRA theoretical arrival time (unix nanoseconds), on cache
-/// lines of its own (two threads deciding for callers in two shards must not contend).
+/// One shard: caller digest → the caller's [`Slot`] (its GCRA theoretical arrival time, unix
+/// nanoseconds), on cache lines of its own (two threads deciding for callers in two shards
+/// must not contend).
 ///
 /// A known caller is found without a lock (`papaya`: a lookup writes nothing any other
 /// thread reads) and decided with a compare-and-swap on its arrival time, so threads deciding
@@ -122,10 +123,11 @@ fn spend(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
 /// Each decision is a lock-free lookup in one of 64 shards and a compare-and-swap (nothing
 /// is ever held across an await): deciding for a known caller never waits for another
 /// thread. Behind a rate-limit layer, a cached token's principal keeps its caller's state,
-/// so its later decisions are the compare-and-swap alone. Keys are 64-bit keyed hashes, seeded at random per store (nobody outside
-/// can aim a collision at another caller's state; by chance, two of 100,000 callers share a
-/// slot with odds below 1 in 10⁹), so memory per caller does not depend on the subject's
-/// length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
+/// so its later decisions are the compare-and-swap alone (the state of an evicted caller,
+/// still kept by such principals, is bounded by the token cache's capacity). Keys are 64-bit
+/// keyed hashes, seeded at random per store (nobody outside can aim a collision at another
+/// caller's state; by chance, two of 100,000 callers share a slot with odds below 1 in 10⁹),
+/// so memory per caller does not depend on the subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
 /// full, callers whose quota is whole again are dropped first (their state is the same as no
 /// state, so nothing is lost); if that is not enough, the callers closest to a whole quota go
 /// next, and such a caller starts again with a full quota.
@@ -235,13 +237,14 @@ impl MemoryStore {
 
     /// Spends one request synchronously.
     pub fn decide(&self, key: &str, quota: &Quota) -> Decision {
-        self.decide_slot(key, quota, self.time.unix_nanos()).0
+        self.decide_in_map(key, quota, self.time.unix_nanos(), None)
     }
 
     /// [`decide`](Self::decide) for a caller that keeps its slot (`kept`, in its principal):
     /// while the slot is live, the decision is a compare-and-swap on it, with no hash and no
-    /// lookup. A slot whose caller was evicted is never used again (the caller's requests go
-    /// through the map, as a caller's without a kept slot do); a decision racing with the
+    /// lookup. A slot whose caller was evicted is never used again: that principal's requests
+    /// go through the map, as a caller's without a kept slot do (a `OnceLock` is not
+    /// replaced; other principals of the caller keep its new slot). A decision racing with the
     /// eviction is lost, as one racing with it in [`decide`](Self::decide) is.
     pub(crate) fn decide_kept(
         &self,
@@ -250,44 +253,55 @@ impl MemoryStore {
         kept: &OnceLock<Arc<Slot>>,
     ) -> Decision {
         let now = self.time.unix_nanos();
-        if let Some(slot) = kept.get() {
-            if slot.live.load(Ordering::Relaxed) {
-                return spend(&slot.tat, quota, now);
-            }
-            return self.decide_slot(key, quota, now).0;
+        match kept.get() {
+            Some(slot) if slot.live.load(Ordering::Acquire) => spend(&slot.tat, quota, now),
+            Some(_) => self.decide_in_map(key, quota, now, None),
+            None => self.decide_in_map(key, quota, now, Some(kept)),
         }
-        let (decision, slot) = self.decide_slot(key, quota, now);
-        if let Some(slot) = slot {
-            let _ = kept.set(slot);
-        }
-        decision
     }
 
-    /// The decision, and the caller's slot when it has one.
-    fn decide_slot(&self, key: &str, quota: &Quota, now: u64) -> (Decision, Option<Arc<Slot>>) {
+    /// The decision through the map; the caller's slot is handed to `keep`, if given. (Only
+    /// then is its reference count touched: threads deciding for one caller through the map
+    /// share nothing but its arrival time.)
+    fn decide_in_map(
+        &self,
+        key: &str,
+        quota: &Quota,
+        now: u64,
+        keep: Option<&OnceLock<Arc<Slot>>>,
+    ) -> Decision {
+        let found = |slot: &Arc<Slot>| {
+            if let Some(keep) = keep {
+                let _ = keep.set(slot.clone());
+            }
+            spend(&slot.tat, quota, now)
+        };
         let digest = self.seed.hash_one(key.as_bytes());
         // Middle bits pick the shard: the map itself uses the low bits (bucket) and the top
         // seven (tag), which must stay varied within a shard.
         let shard = &self.shards[(digest >> 32) as usize % SHARDS];
         let map = shard.map.pin();
         if let Some(slot) = map.get(&digest) {
-            return (spend(&slot.tat, quota, now), Some(slot.clone()));
+            return found(slot);
         }
         let (decision, tat) = gcra(quota, 0, now);
         if !matches!(decision, Decision::Allow { .. }) {
-            return (decision, None);
+            return decision;
         }
         let _changing = shard.changing();
         // Another thread may have added the caller meanwhile.
         if let Some(slot) = map.get(&digest) {
-            return (spend(&slot.tat, quota, now), Some(slot.clone()));
+            return found(slot);
         }
         if map.len() >= self.per_shard {
             evict(&map, now, self.per_shard);
         }
         let slot = Slot::new(tat);
-        map.insert(digest, slot.clone());
-        (decision, Some(slot))
+        if let Some(keep) = keep {
+            let _ = keep.set(slot.clone());
+        }
+        map.insert(digest, slot);
+        decision
     }
 }
 
@@ -298,9 +312,11 @@ type ShardRef<'a> = papaya::HashMapRef<'a, u64, Arc<Slot>, PreHashed, papaya::Lo
 /// it, down to 90% of the bound. A decision racing with the removal of its caller is lost:
 /// that caller starts again with a full quota, as any evicted caller does.
 fn evict(map: &ShardRef<'_>, now: u64, bound: usize) {
-    // Every slot removed is marked dead first, for the principals that keep it.
+    // Every slot removed is marked dead first, for the principals that keep it. `retain` may
+    // call its closure again for a value changed meanwhile; values change only under the
+    // shard's mutex, which the caller holds, so each is judged (and marked) once.
     let remove = |slot: &Slot| {
-        slot.live.store(false, Ordering::Relaxed);
+        slot.live.store(false, Ordering::Release);
         false
     };
     map.retain(|_, slot| slot.tat.load(Ordering::Relaxed) > now || remove(slot));

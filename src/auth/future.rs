@@ -218,7 +218,7 @@ where
         mut req: Request<ReqBody>,
         shared: &Shared,
     ) -> Self {
-        // The renderer first: it looks the extensions up, still empty on most requests.
+        // The renderer for the guards inside (an outer layer's is taken out), then the caller.
         shared.renderer.install(&mut req);
         let nonce = verified.apply(&mut req).map(Box::new);
         // No allocation: a custom renderer's realm is interned.

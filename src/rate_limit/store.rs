@@ -127,10 +127,11 @@ fn spend(tat: &AtomicU64, quota: &Quota, now: u64) -> Decision {
 /// still kept by such principals, is bounded by the token cache's capacity). Keys are 64-bit
 /// keyed hashes, seeded at random per store (nobody outside can aim a collision at another
 /// caller's state; by chance, two of 100,000 callers share a slot with odds below 1 in 10⁹),
-/// so memory per caller does not depend on the subject's length. Bounded: at most `max_keys` callers (default 100,000). When a shard is
-/// full, callers whose quota is whole again are dropped first (their state is the same as no
-/// state, so nothing is lost); if that is not enough, the callers closest to a whole quota go
-/// next, and such a caller starts again with a full quota.
+/// so memory per caller does not depend on the subject's length. Bounded: at most
+/// `max_keys` callers (default 100,000). When a shard is full, callers whose quota is whole
+/// again are dropped first (their state is the same as no state, so nothing is lost); if
+/// that is not enough, the callers closest to a whole quota go next, and such a caller
+/// starts again with a full quota.
 #[derive(Clone)]
 pub struct MemoryStore {
     shards: Arc<[Shard]>,

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -82,7 +82,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Calling { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?)),
+            // The inner future's output as it is: no copy of the response on its way out.
+            StateProj::Calling { fut } => fut.poll(cx),
             StateProj::Rejected { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),

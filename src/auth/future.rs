@@ -60,12 +60,11 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // Verification waits (a key fetch, introspection, a revocation store). Boxed, like
+        // `Limiting`: a state that waits for I/O must not make the future that every request
+        // moves (a request and an inner service bigger than the inner future).
         Authenticating {
-            fut: Pending,
-            inner: Option<S>,
-            req: Option<Request<ReqBody>>,
-            shared: Arc<Shared>,
-            start: Started,
+            waiting: Option<Box<Authenticating<S, ReqBody>>>,
         },
         // The layer's own rate limit waits for its store (Redis). Boxed: a rare state must
         // not make the future every request moves bigger.
@@ -140,6 +139,15 @@ impl<S> Inner<S> for Owned<S> {
     }
 }
 
+/// What the `Authenticating` state holds while verification completes.
+struct Authenticating<S, ReqBody> {
+    fut: Pending,
+    inner: S,
+    req: Request<ReqBody>,
+    shared: Arc<Shared>,
+    start: Started,
+}
+
 /// What the `Limiting` state holds while the store answers.
 struct Limiting<S, ReqBody> {
     fut: Check,
@@ -164,11 +172,13 @@ where
     ) -> Self {
         Self {
             state: State::Authenticating {
-                fut,
-                inner: Some(inner),
-                req: Some(req),
-                shared,
-                start,
+                waiting: Some(Box::new(Authenticating {
+                    fut,
+                    inner,
+                    req,
+                    shared,
+                    start,
+                })),
             },
         }
     }
@@ -342,26 +352,30 @@ where
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Authenticating {
-                    fut,
-                    inner,
-                    req,
-                    shared,
-                    start,
-                } => {
-                    let result = ready!(fut.poll(cx));
-                    let (Some(inner), Some(req)) = (inner.take(), req.take()) else {
-                        unreachable!("ResponseFuture polled after completion");
+                StateProj::Authenticating { waiting } => {
+                    let w = waiting
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
+                    let Some(w) = waiting.take() else {
+                        unreachable!("checked above");
                     };
+                    let Authenticating {
+                        inner,
+                        req,
+                        shared,
+                        start,
+                        ..
+                    } = *w;
                     let next = match result {
                         Ok(verified) => {
-                            audit::allowed(&verified.principal, *start);
-                            Self::admitted(verified, Owned(inner), req, shared, *start)
+                            audit::allowed(&verified.principal, start);
+                            Self::admitted(verified, Owned(inner), req, &shared, start)
                         }
                         Err(error) => {
-                            audit::rejected(&error, *start);
+                            audit::rejected(&error, start);
                             let grpc = Renderer::is_grpc(&req);
-                            Self::rejected(error, grpc, shared.clone())
+                            Self::rejected(error, grpc, shared)
                         }
                     };
                     let ResponseFuture { state } = next;

@@ -559,13 +559,15 @@ where
                 let principal = principal.clone();
                 return ResponseFuture {
                     state: State::Checking {
-                        fut: pending,
-                        quota,
-                        inner: Some(inner),
-                        req: Some(req),
-                        config: self.config.clone(),
-                        principal,
-                        start: audit::Started::now(),
+                        waiting: Some(Box::new(Checking {
+                            fut: pending,
+                            quota,
+                            inner,
+                            req,
+                            config: self.config.clone(),
+                            principal,
+                            start: audit::Started::now(),
+                        })),
                     },
                 };
             }
@@ -640,14 +642,11 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
+        // The store answers later (Redis). Boxed: a state that waits for I/O must not make the
+        // future that every request moves (a request and an inner service) bigger than the
+        // inner future.
         Checking {
-            fut: Check,
-            quota: Quota,
-            inner: Option<S>,
-            req: Option<Request<ReqBody>>,
-            config: Arc<Config>,
-            principal: Principal,
-            start: audit::Started,
+            waiting: Option<Box<Checking<S, ReqBody>>>,
         },
         Calling {
             #[pin]
@@ -658,6 +657,17 @@ pin_project! {
             rejection: Option<Rejection>,
         },
     }
+}
+
+/// What the `Checking` state holds while the store answers.
+struct Checking<S, ReqBody> {
+    fut: Check,
+    quota: Quota,
+    inner: S,
+    req: Request<ReqBody>,
+    config: Arc<Config>,
+    principal: Principal,
+    start: audit::Started,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -715,40 +725,75 @@ where
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Most requests are in this state from the start: answered without leaving it.
+        if matches!(self.state, State::Calling { .. }) {
+            return self.poll_calling(cx);
+        }
+        self.poll_other(cx)
+    }
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: FromRejection,
+{
+    /// The inner service's response, with the fields added where the inner future wrote it
+    /// (no copies on its way out).
+    #[inline(always)]
+    fn poll_calling(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, S::Error>> {
+        let StateProj::Calling { fut, fields } = self.project().state.project() else {
+            unreachable!("only called in the Calling state");
+        };
+        let mut out = fut.poll(cx);
+        if let Poll::Ready(Ok(res)) = &mut out
+            && let Some(f) = fields.take()
+        {
+            f.apply(res);
+        }
+        out
+    }
+
+    #[inline(never)]
+    fn poll_other(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, S::Error>> {
         loop {
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
-                StateProj::Checking {
-                    fut,
-                    quota,
-                    inner,
-                    req,
-                    config,
-                    principal,
-                    start,
-                } => {
-                    let result = ready!(Pin::new(fut).poll(cx));
-                    let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
-                        unreachable!("ResponseFuture polled after completion");
+                StateProj::Checking { waiting } => {
+                    let w = waiting
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
+                    let Some(w) = waiting.take() else {
+                        unreachable!("checked above");
                     };
-                    let next = match config.outcome(principal, quota, result) {
+                    let Checking {
+                        quota,
+                        mut inner,
+                        req,
+                        config,
+                        principal,
+                        start,
+                        ..
+                    } = *w;
+                    let next = match config.outcome(&principal, &quota, result) {
                         Outcome::Pass(fields) => Self::calling(inner.call(req), fields),
                         Outcome::Refuse(err, fields) => {
-                            Self::refused(config, &req, principal, err, fields, *start)
+                            Self::refused(&config, &req, &principal, err, fields, start)
                         }
                     };
                     // Move into the new state (its own pinned field is fresh).
                     let ResponseFuture { state } = next;
                     this.state.set(state);
                 }
-                StateProj::Calling { fut, fields } => {
-                    let mut res = ready!(fut.poll(cx))?;
-                    if let Some(f) = fields.take() {
-                        f.apply(&mut res);
-                    }
-                    return Poll::Ready(Ok(res));
-                }
+                StateProj::Calling { .. } => return self.poll_calling(cx),
                 StateProj::Rejected { rejection } => {
                     let rejection = rejection
                         .take()

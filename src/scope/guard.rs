@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -12,13 +11,14 @@ use crate::audit;
 use crate::body::FromRejection;
 use crate::error::ConfigError;
 pub use crate::guard::ResponseFuture;
+use crate::intern::Interned;
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer};
 
 /// A table from gRPC method path to the policy it needs: exact methods
 /// (`/package.Service/Method`), then per-service wildcards (`/package.Service/*`), then a
 /// default. A method that matches nothing, with no default, is denied.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MethodScopes {
     methods: HashMap<Box<str>, ScopePolicy>,
     services: HashMap<Box<str>, ScopePolicy>,
@@ -93,7 +93,7 @@ impl MethodScopes {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Rule {
     Fixed(ScopePolicy),
     Methods(MethodScopes),
@@ -104,7 +104,8 @@ enum Rule {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ScopeGuardLayer {
-    rule: Arc<Rule>,
+    /// Interned: axum clones the layered service for every request.
+    rule: Interned<Rule>,
     renderer: Option<Renderer>,
 }
 
@@ -112,7 +113,7 @@ impl ScopeGuardLayer {
     /// Every request needs `policy`.
     pub fn new(policy: ScopePolicy) -> Self {
         Self {
-            rule: Arc::new(Rule::Fixed(policy)),
+            rule: Interned::new(Rule::Fixed(policy)),
             renderer: None,
         }
     }
@@ -128,7 +129,7 @@ impl ScopeGuardLayer {
             return Err(e.clone());
         }
         Ok(Self {
-            rule: Arc::new(Rule::Methods(table)),
+            rule: Interned::new(Rule::Methods(table)),
             renderer: None,
         })
     }
@@ -160,7 +161,8 @@ impl<S> Layer<S> for ScopeGuardLayer {
 #[derive(Clone, Debug)]
 pub struct ScopeGuard<S> {
     inner: S,
-    rule: Arc<Rule>,
+    /// Interned: axum clones the layered service for every request.
+    rule: Interned<Rule>,
     renderer: Option<Renderer>,
 }
 

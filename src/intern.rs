@@ -1,5 +1,6 @@
-//! Interned strings: configuration text that every request would otherwise share through a
-//! reference count (a write to one cache line from every thread), made `'static` once.
+//! Interned configuration: text and small values (scope policies) that every request would
+//! otherwise share through a reference count (a write to one cache line from every thread),
+//! made `'static` once.
 
 use std::any::Any;
 use std::fmt;
@@ -57,8 +58,8 @@ impl fmt::Debug for Text {
     }
 }
 
-/// How many distinct configuration values (scope rules) a process interns; past that, layers
-/// share theirs through an `Arc`.
+/// How many distinct configuration values (scope policies) a process interns; past that,
+/// layers share theirs through an `Arc`.
 const MAX_INTERNED_VALUES: usize = 256;
 
 static INTERNED_VALUES: Mutex<Vec<&'static (dyn Any + Send + Sync)>> = Mutex::new(Vec::new());

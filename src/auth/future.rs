@@ -60,14 +60,15 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        // Verification waits (a key fetch, introspection, a revocation store). Boxed, like
-        // `Limiting`: a state that waits for I/O must not make the future that every request
-        // moves (a request and an inner service bigger than the inner future).
+        // Verification waits (a key fetch, introspection, an asynchronous revocation store
+        // or authenticator). Boxed, like `Limiting`: it holds a request and an inner service,
+        // and must not make every request's future bigger than the inner future. Where every
+        // request waits, the box is one allocation beside the wait itself.
         Authenticating {
             waiting: Option<Box<Authenticating<S, ReqBody>>>,
         },
-        // The layer's own rate limit waits for its store (Redis). Boxed: a rare state must
-        // not make the future every request moves bigger.
+        // The layer's own rate limit waits for its store (Redis, or any store that answers
+        // later). Boxed for the same reason.
         Limiting {
             waiting: Option<Box<Limiting<S, ReqBody>>>,
         },
@@ -356,7 +357,7 @@ where
                     let w = waiting
                         .as_mut()
                         .expect("ResponseFuture polled after completion");
-                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
+                    let result = ready!(w.fut.poll(cx));
                     let Some(w) = waiting.take() else {
                         unreachable!("checked above");
                     };

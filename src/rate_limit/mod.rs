@@ -642,9 +642,9 @@ pin_project! {
     where
         S: Service<Request<ReqBody>>,
     {
-        // The store answers later (Redis). Boxed: a state that waits for I/O must not make the
-        // future that every request moves (a request and an inner service) bigger than the
-        // inner future.
+        // The store answers later (Redis, or any store that does). Boxed: it holds a request
+        // and an inner service, and must not make every request's future bigger than the
+        // inner future. Where every request waits, the box is one allocation beside the wait.
         Checking {
             waiting: Option<Box<Checking<S, ReqBody>>>,
         },

@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -18,7 +19,7 @@ use crate::reject::{AuthError, AuthErrorKind, Renderer};
 /// A table from gRPC method path to the policy it needs: exact methods
 /// (`/package.Service/Method`), then per-service wildcards (`/package.Service/*`), then a
 /// default. A method that matches nothing, with no default, is denied.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct MethodScopes {
     methods: HashMap<Box<str>, ScopePolicy>,
     services: HashMap<Box<str>, ScopePolicy>,
@@ -93,10 +94,14 @@ impl MethodScopes {
     }
 }
 
-#[derive(Debug, PartialEq)]
+/// What a guard decides by. axum and tonic clone the layered service for every request, so
+/// a rule shared through an `Arc` would have its reference count written by every request.
+#[derive(Clone, Debug)]
 enum Rule {
-    Fixed(ScopePolicy),
-    Methods(MethodScopes),
+    /// Interned (see [`Interned`]): a policy is small, and cloning it is then a copy.
+    Fixed(Interned<ScopePolicy>),
+    /// A table can be large: shared through an `Arc`, never kept beyond its last guard.
+    Methods(Arc<MethodScopes>),
 }
 
 /// Applies [`ScopeGuard`]: put it *after* (inside) [`BearerAuthLayer`](crate::BearerAuthLayer),
@@ -104,21 +109,27 @@ enum Rule {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct ScopeGuardLayer {
-    /// Interned: axum clones the layered service for every request.
-    rule: Interned<Rule>,
+    rule: Rule,
     renderer: Option<Renderer>,
 }
 
 impl ScopeGuardLayer {
     /// Every request needs `policy`.
+    ///
+    /// The policy is interned: a process keeps one copy of each distinct policy its guards
+    /// were built with, for its whole life, up to 256 policies (later ones are shared through
+    /// an `Arc` and freed with their last guard). A guard's clone, which axum makes for every
+    /// request, then writes to no shared reference count. Build guards from configuration,
+    /// not per request.
     pub fn new(policy: ScopePolicy) -> Self {
         Self {
-            rule: Interned::new(Rule::Fixed(policy)),
+            rule: Rule::Fixed(Interned::new(policy)),
             renderer: None,
         }
     }
 
-    /// Every request needs the policy written as `text` (see [`ScopePolicy::parse`]).
+    /// Every request needs the policy written as `text` (see [`ScopePolicy::parse`]); the
+    /// policy is interned as by [`new`](Self::new).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         ScopePolicy::parse(text).map(Self::new)
     }
@@ -129,7 +140,7 @@ impl ScopeGuardLayer {
             return Err(e.clone());
         }
         Ok(Self {
-            rule: Interned::new(Rule::Methods(table)),
+            rule: Rule::Methods(Arc::new(table)),
             renderer: None,
         })
     }
@@ -161,8 +172,7 @@ impl<S> Layer<S> for ScopeGuardLayer {
 #[derive(Clone, Debug)]
 pub struct ScopeGuard<S> {
     inner: S,
-    /// Interned: axum clones the layered service for every request.
-    rule: Interned<Rule>,
+    rule: Rule,
     renderer: Option<Renderer>,
 }
 
@@ -198,8 +208,8 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let policy = match &*self.rule {
-            Rule::Fixed(p) => Some(p),
+        let policy = match &self.rule {
+            Rule::Fixed(p) => Some(&**p),
             Rule::Methods(t) => t.policy_for(req.uri().path()),
         };
         let principal = req.extensions().get::<Principal>();

@@ -12,6 +12,7 @@ use super::layer::{Admission, Shared};
 use crate::audit;
 use crate::audit::Started;
 use crate::body::FromRejection;
+use crate::maybe_ready::poll_waiting;
 use crate::rate_limit::{Check, Fields, Quota};
 use crate::reject::{AuthError, Renderer};
 use crate::sender::{Verification, Verified};
@@ -354,20 +355,14 @@ where
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Authenticating { waiting } => {
-                    let w = waiting
-                        .as_mut()
-                        .expect("ResponseFuture polled after completion");
-                    let result = ready!(w.fut.poll(cx));
-                    let Some(w) = waiting.take() else {
-                        unreachable!("checked above");
-                    };
+                    let (w, result) = ready!(poll_waiting(waiting, |w| w.fut.poll(cx)));
                     let Authenticating {
                         inner,
                         req,
                         shared,
                         start,
                         ..
-                    } = *w;
+                    } = w;
                     let next = match result {
                         Ok(verified) => {
                             audit::allowed(&verified.principal, start);
@@ -383,13 +378,8 @@ where
                     this.state.set(state);
                 }
                 StateProj::Limiting { waiting } => {
-                    let w = waiting
-                        .as_mut()
-                        .expect("ResponseFuture polled after completion");
-                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
-                    let Some(w) = waiting.take() else {
-                        unreachable!("checked above");
-                    };
+                    let (w, result) =
+                        ready!(poll_waiting(waiting, |w| Pin::new(&mut w.fut).poll(cx)));
                     let Limiting {
                         quota,
                         verified,
@@ -398,7 +388,7 @@ where
                         shared,
                         start,
                         ..
-                    } = *w;
+                    } = w;
                     let Some(limit) = &shared.limit else {
                         unreachable!("only a layer with a rate limit waits for one");
                     };

@@ -57,6 +57,7 @@ pub use store::{Check, DEFAULT_MAX_KEYS, MemoryStore, RateLimitStore, StoreError
 
 use crate::audit;
 use crate::body::FromRejection;
+use crate::maybe_ready::poll_waiting;
 use crate::metrics::{self, RateLimitDecision};
 use crate::principal::Principal;
 use crate::reject::{AuthError, AuthErrorKind, Renderer, retry_after_secs};
@@ -767,13 +768,8 @@ where
             let mut this = self.as_mut().project();
             match this.state.as_mut().project() {
                 StateProj::Checking { waiting } => {
-                    let w = waiting
-                        .as_mut()
-                        .expect("ResponseFuture polled after completion");
-                    let result = ready!(Pin::new(&mut w.fut).poll(cx));
-                    let Some(w) = waiting.take() else {
-                        unreachable!("checked above");
-                    };
+                    let (w, result) =
+                        ready!(poll_waiting(waiting, |w| Pin::new(&mut w.fut).poll(cx)));
                     let Checking {
                         quota,
                         mut inner,
@@ -782,7 +778,7 @@ where
                         principal,
                         start,
                         ..
-                    } = *w;
+                    } = w;
                     let next = match config.outcome(&principal, &quota, result) {
                         Outcome::Pass(fields) => Self::calling(inner.call(req), fields),
                         Outcome::Refuse(err, fields) => {

@@ -1,6 +1,7 @@
 //! A value known now, or a boxed future of it: the shape of [`Authentication`], [`Check`],
 //! the revocation `Lookup` and the DPoP `ReplayCheck` (all declared with
-//! `maybe_ready_type!`), so synchronous answers (local keys, memory stores) never box.
+//! `maybe_ready_type!`), so synchronous answers (local keys, memory stores) never box; and
+//! [`poll_waiting`], how a response future leaves the boxed state it waited for one in.
 //!
 //! [`Authentication`]: crate::validate::Authentication
 //! [`Check`]: crate::rate_limit::Check
